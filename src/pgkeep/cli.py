@@ -1,0 +1,120 @@
+"""The command line: parses, calls the core, prints.
+
+Errors become one line on stderr and an exit code; tracebacks only with --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from pgkeep import errors, formats, tokens
+from pgkeep.config import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+EXIT_CODES: dict[type[errors.PgkeepError], int] = {
+    errors.PgkeepError: 1,
+    errors.ConfigError: 2,
+    errors.InvalidInput: 2,
+    errors.NotFound: 3,
+    errors.Conflict: 4,
+    errors.AuthError: 5,
+}
+
+
+def exit_code_for(exc: errors.PgkeepError) -> int:
+    return next(EXIT_CODES[c] for c in type(exc).__mro__ if c in EXIT_CODES)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from pgkeep.serve import serve
+
+    serve(settings, host=args.host, port=args.port)
+    return 0
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    print(tokens.mint(settings, sub=args.sub, role=args.role, ttl=tokens.parse_ttl(args.ttl)))
+    return 0
+
+
+def _backup(args: argparse.Namespace, settings: Settings) -> int:
+    from pgkeep.http.app import build_service
+
+    service = build_service(settings)
+    if args.action == "create":
+        backup = service.create()
+        print(f"{backup.name}\t{formats.size_text(backup.size_bytes)}\t{backup.size_bytes} bytes")
+    elif args.action == "list":
+        for backup in service.list():
+            created = formats.iso_ms(backup.created_at)
+            print(f"{backup.name}\t{formats.size_text(backup.size_bytes)}\t{created}")
+    else:
+        service.delete(args.name)
+        print(f"deleted {args.name}")
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from pgkeep.demo import run
+
+    return run(host=args.host, port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pgkeep", description="PostgreSQL backups as a service")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", help="default PGKEEP_HOST")
+    serve.add_argument("--port", type=int, help="default PGKEEP_PORT")
+    serve.set_defaults(handler=_serve)
+
+    token = commands.add_parser("token", help="print an HS256 token signed with PGKEEP_JWT_SECRET")
+    token.add_argument("--sub", required=True, help="who the token is for")
+    token.add_argument("--role", default="OWNER")
+    token.add_argument("--ttl", default="1h", help="lifetime: 90s, 30m, 1h, 7d")
+    token.set_defaults(handler=_token)
+
+    backup = commands.add_parser("backup", help="create, list or delete backups without HTTP")
+    actions = backup.add_subparsers(dest="action", required=True)
+    actions.add_parser("create", help="dump the target into a new backup")
+    actions.add_parser("list", help="list backups, newest first")
+    delete = actions.add_parser("delete", help="delete one backup")
+    delete.add_argument("name")
+    backup.set_defaults(handler=_backup)
+
+    demo = commands.add_parser("demo", help="`make run`: serve a throwaway sample database")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+    try:
+        settings = load_settings() if args.command != "demo" else Settings()
+        configure_logging("DEBUG" if args.debug else settings.log_level)
+        return handler(args, settings)
+    except errors.PgkeepError as exc:
+        if args.debug:
+            logger.exception("pgkeep failed")
+        detail = f" ({exc.details})" if exc.details else ""
+        print(f"pgkeep: error: {exc.message}{detail}".replace("\n", " | "), file=sys.stderr)
+        return exit_code_for(exc)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,74 @@
+"""Backup names: made from the dump's start time, parsed back, and validated by allowlist.
+
+A name is `backup-YYYY-MM-DDTHH-MM-SS.sql` in UTC; a second backup within the
+same second gets a `-N` suffix (`…T10-30-45-2.sql`). Anything else is not a
+backup name, whatever storage holds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Container
+from datetime import UTC, datetime
+
+from pgkeep.errors import InvalidInput
+
+_PATTERN = re.compile(
+    r"backup-(?P<stamp>\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2})(?:-(?P<seq>[2-9]|[1-9]\d{1,3}))?\.sql"
+)
+_STAMP_FORMAT = "%Y-%m-%dT%H-%M-%S"
+MAX_NAME_LENGTH = 64
+MAX_SEQUENCE = 9999
+
+
+def make_name(created_at: datetime, taken: Container[str]) -> str:
+    """The first free name for a backup started at `created_at` (UTC)."""
+    stamp = created_at.astimezone(UTC).strftime(_STAMP_FORMAT)
+    base = f"backup-{stamp}"
+    if f"{base}.sql" not in taken:
+        return f"{base}.sql"
+    for seq in range(2, MAX_SEQUENCE + 1):
+        name = f"{base}-{seq}.sql"
+        if name not in taken:
+            return name
+    raise InvalidInput(f"too many backups started at {stamp}")
+
+
+def is_backup_name(name: str) -> bool:
+    if len(name) > MAX_NAME_LENGTH or _PATTERN.fullmatch(name) is None:
+        return False
+    try:
+        _stamp_time(name)
+    except ValueError:
+        return False
+    return True
+
+
+def validate_name(name: str) -> str:
+    """Return `name` if it is a backup name, else raise InvalidInput naming the problem."""
+    if not is_backup_name(name):
+        shown = name if len(name) <= MAX_NAME_LENGTH and name.isprintable() else repr(name[:64])
+        raise InvalidInput(
+            f"invalid backup name {shown!r}",
+            "expected backup-YYYY-MM-DDTHH-MM-SS.sql (optionally with a -N suffix)",
+        )
+    return name
+
+
+def created_at(name: str) -> datetime:
+    """The dump start time encoded in a (valid) backup name, UTC."""
+    return _stamp_time(validate_name(name))
+
+
+def sort_key(name: str) -> tuple[datetime, int]:
+    """Orders backups by start time, then by suffix; newest last."""
+    match = _PATTERN.fullmatch(name)
+    seq = int(match["seq"]) if match and match["seq"] else 1
+    return created_at(name), seq
+
+
+def _stamp_time(name: str) -> datetime:
+    match = _PATTERN.fullmatch(name)
+    if match is None:
+        raise ValueError(name)
+    return datetime.strptime(match["stamp"], _STAMP_FORMAT).replace(tzinfo=UTC)

@@ -1,0 +1,80 @@
+"""The one exception tree of pgkeep; the HTTP edge and the CLI each render it in one place.
+
+PgkeepError
+├── NotFound              a named backup does not exist
+├── Conflict              the request collides with work already under way
+├── InvalidInput          a name or a body that is not acceptable
+├── AuthError             no credentials, or credentials that do not check out
+│   └── Forbidden         valid credentials without the required role
+├── DumpFailed            pg_dump failed (exit code, stderr tail)
+├── RestoreFailed         pg_restore or psql failed (exit code, stderr tail)
+├── ToolError             a PostgreSQL client tool is missing or too old
+├── DatabaseUnavailable   the target database cannot be reached
+├── StorageError          the backup storage failed to read, write or delete
+└── ConfigError           a setting is missing or unacceptable
+"""
+
+
+class PgkeepError(Exception):
+    """Root of every error pgkeep raises on purpose.
+
+    `message` is one line naming the object; `details` is optional extra text
+    (for example the tail of a tool's stderr) that is safe to show to a client.
+    """
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(PgkeepError):
+    pass
+
+
+class Conflict(PgkeepError):
+    pass
+
+
+class InvalidInput(PgkeepError):
+    pass
+
+
+class AuthError(PgkeepError):
+    pass
+
+
+class Forbidden(AuthError):
+    pass
+
+
+class _ToolFailed(PgkeepError):
+    """A PostgreSQL tool ran and failed; keeps the exit code beside the message."""
+
+    def __init__(self, message: str, details: str = "", exit_code: int | None = None) -> None:
+        super().__init__(message, details)
+        self.exit_code = exit_code
+
+
+class DumpFailed(_ToolFailed):
+    pass
+
+
+class RestoreFailed(_ToolFailed):
+    pass
+
+
+class ToolError(PgkeepError):
+    pass
+
+
+class DatabaseUnavailable(PgkeepError):
+    pass
+
+
+class StorageError(PgkeepError):
+    pass
+
+
+class ConfigError(PgkeepError):
+    pass

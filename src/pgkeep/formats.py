@@ -1,0 +1,21 @@
+"""How sizes and times are written for people and the spec: `0.04 MB`, `…T10:30:45.000Z`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def size_text(size_bytes: int) -> str:
+    """Mebibytes with two decimals, as the spec's `"size": "0.04 MB"`."""
+    return f"{size_bytes / 1024 / 1024:.2f} MB"
+
+
+def iso_ms(moment: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds and `Z`."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def http_date(moment: datetime) -> str:
+    """RFC 9110 IMF-fixdate, for Last-Modified."""
+    return moment.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")

@@ -1,0 +1,60 @@
+"""Access log and common headers, as plain ASGI middleware (downloads stream through untouched).
+
+One line per request with the query string's credentials (`token`, `ticket`)
+redacted; uvicorn's own access log is switched off so no line ever carries them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("pgkeep.access")
+
+_SECRET_PARAM = re.compile(r"((?:^|&)(?:token|ticket|access_token)=)[^&]*", re.IGNORECASE)
+_COMMON_HEADERS = [(b"x-content-type-options", b"nosniff")]
+
+
+def redact_query(query: str) -> str:
+    return _SECRET_PARAM.sub(r"\1[REDACTED]", query)
+
+
+class AccessLogMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        status = 0
+        sent = 0
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), *_COMMON_HEADERS]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            query = redact_query(scope.get("query_string", b"").decode("latin-1"))
+            target = scope["path"] + (f"?{query}" if query else "")
+            client = scope.get("client") or ("-", 0)
+            logger.info(
+                '%s "%s %s" %d %dB %dms',
+                client[0],
+                scope["method"],
+                target,
+                status,
+                sent,
+                (time.monotonic() - started) * 1000,
+            )

@@ -1,0 +1,47 @@
+"""create_app: the FastAPI application, with adapters chosen here and nowhere else in the edge."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from pgkeep import __version__
+from pgkeep.config import Settings
+from pgkeep.core.service import BackupService
+from pgkeep.errors import ConfigError, StorageError
+from pgkeep.http import errors
+from pgkeep.http.access_log import AccessLogMiddleware
+from pgkeep.http.routes import backups, health
+from pgkeep.postgres import tools
+from pgkeep.postgres.dump import PgDumper
+from pgkeep.postgres.target import Target
+from pgkeep.storage import LocalStorage
+from pgkeep.tokens import TokenVerifier
+
+
+def build_service(settings: Settings) -> BackupService:
+    """The production wiring: the target from settings, a local directory, the real pg_dump."""
+    target = Target.from_url(settings.require_database_url())
+    try:
+        storage = LocalStorage(settings.backup_dir)
+    except StorageError as exc:
+        raise ConfigError(f"PGKEEP_BACKUP_DIR: {exc.message}") from exc
+    dumper = PgDumper(target, tools.search_dirs(settings.pg_bin_dir))
+    return BackupService(storage, dumper, retention_days=settings.retention_days)
+
+
+def create_app(settings: Settings, service: BackupService | None = None) -> FastAPI:
+    """The app; `service` may be given (tests), else it is built from settings.
+
+    Leftover `.partial` files from a crash are removed here, before serving.
+    """
+    settings.check_for_serving()
+    service = service if service is not None else build_service(settings)
+    service.remove_partials()
+    app = FastAPI(title="pgkeep", version=__version__, summary="PostgreSQL backups you can trust")
+    app.state.service = service
+    app.state.verifier = TokenVerifier(settings)
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(backups.router)
+    app.add_middleware(AccessLogMiddleware)
+    return app

@@ -1,0 +1,1 @@
+"""Adapters for PostgreSQL: connection info, client tool choice, pg_dump, throwaway clusters."""

@@ -1,0 +1,196 @@
+"""LocalStorage: backups as regular files directly inside one directory.
+
+Writes go to `<name>.partial` (mode 0600, created exclusively), are fsynced,
+then published with link+unlink so an existing backup is never overwritten,
+and the directory is fsynced. Reads and deletes refuse anything that is not a
+regular file directly inside the directory: no symlinks, FIFOs or subdirectories.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pgkeep.core.models import StoredObject
+from pgkeep.errors import Conflict, InvalidInput, NotFound, StorageError
+
+logger = logging.getLogger(__name__)
+
+PARTIAL_SUFFIX = ".partial"
+CHUNK_SIZE = 256 * 1024
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class LocalStorage:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory.resolve()
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create backup directory {str(self.directory)!r}: {exc.strerror}"
+            ) from exc
+        if not os.access(self.directory, os.W_OK | os.X_OK):
+            raise StorageError(f"backup directory {str(self.directory)!r} is not writable")
+
+    def list(self) -> list[StoredObject]:
+        try:
+            entries = list(os.scandir(self.directory))
+        except OSError as exc:
+            raise StorageError(f"cannot list backup directory: {exc.strerror}") from exc
+        found = []
+        for entry in entries:
+            if entry.name.endswith(PARTIAL_SUFFIX) or entry.name.startswith("."):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # deleted while listing
+            if stat.S_ISREG(st.st_mode):
+                found.append(_info(entry.name, st))
+        return found
+
+    def open_read(self, name: str) -> LocalReadHandle:
+        path = self._path(name)
+        try:
+            fd = os.open(path, _READ_FLAGS)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                raise NotFound(f"backup {name!r} not found") from exc
+            raise StorageError(f"cannot open backup {name!r}: {exc.strerror}") from exc
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise NotFound(f"backup {name!r} not found")
+        return LocalReadHandle(fd, _info(name, st), f'"{st.st_size:x}-{st.st_mtime_ns:x}"')
+
+    def open_write(self, name: str) -> LocalWriter:
+        final = self._path(name)
+        partial = self._path(name + PARTIAL_SUFFIX)
+        if final.exists() or final.is_symlink():
+            raise Conflict(f"backup {name!r} already exists")
+        try:
+            fd = os.open(partial, _CREATE_FLAGS, 0o600)
+        except FileExistsError as exc:
+            raise Conflict(f"backup {name!r} is already being written") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot create backup {name!r}: {exc.strerror}") from exc
+        return LocalWriter(fd, partial, final)
+
+    def delete(self, name: str) -> None:
+        path = self._path(name)
+        try:
+            st = path.lstat()
+            if not stat.S_ISREG(st.st_mode):
+                raise NotFound(f"backup {name!r} not found")
+            path.unlink()
+        except FileNotFoundError as exc:
+            raise NotFound(f"backup {name!r} not found") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot delete backup {name!r}: {exc.strerror}") from exc
+        _fsync_dir(self.directory)
+
+    def remove_partials(self) -> builtins.list[str]:
+        removed = []
+        for entry in os.scandir(self.directory):
+            if entry.name.endswith(PARTIAL_SUFFIX):
+                Path(entry.path).unlink(missing_ok=True)
+                removed.append(entry.name)
+        return sorted(removed)
+
+    def _path(self, name: str) -> Path:
+        """Defence in depth: the core validates names; this still refuses any path syntax."""
+        if not name or "/" in name or "\\" in name or "\0" in name or name.startswith("."):
+            raise InvalidInput(f"invalid object name {name[:64]!r}")
+        return self.directory / name
+
+
+class LocalReadHandle:
+    """An open file descriptor: size and etag are those of the file that was opened."""
+
+    def __init__(self, fd: int, info: StoredObject, etag: str) -> None:
+        self._fd = fd
+        self.info = info
+        self.etag = etag
+
+    def iter_range(self, start: int, end: int) -> Iterator[bytes]:
+        offset = start
+        while offset < end:
+            chunk = os.pread(self._fd, min(CHUNK_SIZE, end - offset), offset)
+            if not chunk:
+                raise StorageError(f"backup {self.info.name!r} shrank while being read")
+            offset += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class LocalWriter:
+    """Writes `<name>.partial`; `commit` makes it `<name>`, anything else removes it."""
+
+    def __init__(self, fd: int, partial: Path, final: Path) -> None:
+        self._fd = fd
+        self._partial = partial
+        self._final = final
+        self._committed = False
+        self.bytes_written = 0
+
+    def write(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+                self.bytes_written += written
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write backup {self._final.name!r}: {exc.strerror}",
+                "no space left in the backup directory" if exc.errno == errno.ENOSPC else "",
+            ) from exc
+
+    def commit(self) -> None:
+        try:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+            os.link(self._partial, self._final)  # fails rather than replace an existing backup
+            self._partial.unlink()
+            _fsync_dir(self._final.parent)
+        except FileExistsError as exc:
+            raise Conflict(f"backup {self._final.name!r} already exists") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot save backup {self._final.name!r}: {exc.strerror}") from exc
+        self._committed = True
+
+    def __enter__(self) -> LocalWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if not self._committed:
+            self._partial.unlink(missing_ok=True)
+
+
+def _info(name: str, st: os.stat_result) -> StoredObject:
+    modified = datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC)
+    return StoredObject(name=name, size_bytes=st.st_size, modified_at=modified)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

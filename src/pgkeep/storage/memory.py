@@ -1,0 +1,97 @@
+"""MemoryStorage: a real Storage kept in a dict, for tests and throwaway runs."""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+from pgkeep.core.models import StoredObject
+from pgkeep.errors import Conflict, NotFound
+
+CHUNK_SIZE = 256 * 1024
+
+
+class MemoryStorage:
+    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._objects: dict[str, tuple[bytes, datetime, int]] = {}
+        self._writing: set[str] = set()
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._version = 0
+
+    def list(self) -> list[StoredObject]:
+        with self._lock:
+            return [StoredObject(n, len(d), m) for n, (d, m, _) in self._objects.items()]
+
+    def open_read(self, name: str) -> MemoryReadHandle:
+        with self._lock:
+            if name not in self._objects:
+                raise NotFound(f"backup {name!r} not found")
+            data, modified, version = self._objects[name]
+        return MemoryReadHandle(data, StoredObject(name, len(data), modified), f'"m{version}"')
+
+    def open_write(self, name: str) -> MemoryWriter:
+        with self._lock:
+            if name in self._objects:
+                raise Conflict(f"backup {name!r} already exists")
+            if name in self._writing:
+                raise Conflict(f"backup {name!r} is already being written")
+            self._writing.add(name)
+        return MemoryWriter(self, name)
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            if self._objects.pop(name, None) is None:
+                raise NotFound(f"backup {name!r} not found")
+
+    def remove_partials(self) -> builtins.list[str]:
+        return []  # nothing survives a restart of a process-local store
+
+    def _finish(self, name: str, data: bytes | None) -> None:
+        with self._lock:
+            self._writing.discard(name)
+            if data is not None:
+                if name in self._objects:
+                    raise Conflict(f"backup {name!r} already exists")
+                self._version += 1
+                self._objects[name] = (data, self._clock(), self._version)
+
+
+class MemoryReadHandle:
+    def __init__(self, data: bytes, info: StoredObject, etag: str) -> None:
+        self._data = data
+        self.info = info
+        self.etag = etag
+
+    def iter_range(self, start: int, end: int) -> Iterator[bytes]:
+        for offset in range(start, end, CHUNK_SIZE):
+            yield self._data[offset : min(offset + CHUNK_SIZE, end)]
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryWriter:
+    def __init__(self, storage: MemoryStorage, name: str) -> None:
+        self._storage = storage
+        self._name = name
+        self._chunks: list[bytes] = []
+        self._done = False
+        self.bytes_written = 0
+
+    def write(self, chunk: bytes) -> None:
+        self._chunks.append(bytes(chunk))
+        self.bytes_written += len(chunk)
+
+    def commit(self) -> None:
+        self._done = True
+        self._storage._finish(self._name, b"".join(self._chunks))
+
+    def __enter__(self) -> MemoryWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if not self._done:
+            self._storage._finish(self._name, None)

@@ -1,0 +1,114 @@
+"""Shared fixtures: one real throwaway PostgreSQL server per session, real pg_dump, the real app.
+
+PGKEEP_TEST_PG_MAJOR picks the server major (default: the newest this machine has).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from fastapi import FastAPI
+
+from pgkeep import tokens
+from pgkeep.config import Settings, load_settings
+from pgkeep.http.app import create_app
+from pgkeep.postgres.cluster import ThrowawayCluster, available_bin_dirs
+
+SAMPLE_SQL = Path(__file__).parents[1] / "src" / "pgkeep" / "demo" / "sample.sql"
+SECRET = "t3st-" + "k9Qw7ZpL2mXv8RbN4cYd6HfJ1sTgUaEo"
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests configure pgkeep explicitly; nothing leaks in from the developer's shell."""
+    for name in list(os.environ):
+        if name.startswith("PGKEEP_") and name != "PGKEEP_TEST_PG_MAJOR":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def pg_bin_dirs() -> dict[int, Path]:
+    found = available_bin_dirs()
+    assert found, "no PostgreSQL server binaries: run `make test`, which installs them"
+    return found
+
+
+@pytest.fixture(scope="session")
+def cluster(pg_bin_dirs: dict[int, Path]) -> Iterator[ThrowawayCluster]:
+    major = int(os.environ.get("PGKEEP_TEST_PG_MAJOR", max(pg_bin_dirs)))
+    with ThrowawayCluster(pg_bin_dirs[major]) as server:
+        yield server
+
+
+@pytest.fixture
+def database(cluster: ThrowawayCluster) -> Iterator[str]:
+    """A fresh database with the sample data; its URL (with password)."""
+    name = "db_" + secrets.token_hex(4)
+    url = cluster.create_database(name)
+    cluster.execute(SAMPLE_SQL.read_text(), name)
+    yield url
+    cluster.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def backup_dir(tmp_path: Path) -> Path:
+    return tmp_path / "backups"
+
+
+@pytest.fixture
+def make_settings(
+    database: str, backup_dir: Path, cluster: ThrowawayCluster
+) -> Callable[..., Settings]:
+    def make(**overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "database_url": database,
+            "jwt_secret": SECRET,
+            "backup_dir": backup_dir,
+            "pg_bin_dir": cluster.bin_dir,
+        }
+        return load_settings(**{**values, **overrides})
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://pgkeep.test") as client:
+        yield client
+
+
+@pytest.fixture
+def token(settings: Settings) -> str:
+    return tokens.mint(settings, sub="alice", role="OWNER", ttl=timedelta(hours=1))
+
+
+@pytest.fixture
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(url, autocommit=True)

@@ -1,0 +1,92 @@
+"""One contract, every Storage implementation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pgkeep.core.ports import Storage
+from pgkeep.errors import Conflict, NotFound, StorageError
+from pgkeep.storage import LocalStorage, MemoryStorage
+
+NAME = "backup-2024-12-09T10-30-45.sql"
+Factory = Callable[[Path], Storage]
+
+
+@pytest.fixture(params=["local", "memory"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    if request.param == "local":
+        return LocalStorage(tmp_path / "store")
+    return MemoryStorage()
+
+
+def _put(storage: Storage, name: str, data: bytes) -> None:
+    with storage.open_write(name) as writer:
+        writer.write(data)
+        writer.commit()
+
+
+def test_storage_write_commit_then_list_and_read(storage: Storage) -> None:
+    _put(storage, NAME, b"hello " * 100_000)
+    [info] = storage.list()
+    assert (info.name, info.size_bytes) == (NAME, 600_000)
+    handle = storage.open_read(NAME)
+    try:
+        assert handle.info.size_bytes == 600_000
+        assert b"".join(handle.iter_range(0, 600_000)) == b"hello " * 100_000
+        assert b"".join(handle.iter_range(6, 11)) == b"hello"
+        assert handle.etag.startswith('"')
+    finally:
+        handle.close()
+
+
+def test_storage_uncommitted_write_is_invisible_and_removed(storage: Storage) -> None:
+    with storage.open_write(NAME) as writer:
+        writer.write(b"half a dump")
+        assert storage.list() == []
+        with pytest.raises(NotFound):
+            storage.open_read(NAME)
+    assert storage.list() == []
+    _put(storage, NAME, b"the retry works")  # the name is free again
+
+
+def test_storage_write_failure_inside_the_block_leaves_nothing(storage: Storage) -> None:
+    def broken_dump() -> None:
+        with storage.open_write(NAME) as writer:
+            writer.write(b"x")
+            raise RuntimeError("the dump broke")
+
+    with pytest.raises(RuntimeError):
+        broken_dump()
+    assert storage.list() == []
+
+
+def test_storage_refuses_to_overwrite(storage: Storage) -> None:
+    _put(storage, NAME, b"first")
+    with pytest.raises(Conflict):
+        storage.open_write(NAME)
+    with storage.open_write(NAME + "x"), pytest.raises(Conflict):
+        storage.open_write(NAME + "x")
+    handle = storage.open_read(NAME)
+    assert b"".join(handle.iter_range(0, 5)) == b"first"
+    handle.close()
+
+
+def test_storage_delete(storage: Storage) -> None:
+    _put(storage, NAME, b"data")
+    storage.delete(NAME)
+    assert storage.list() == []
+    with pytest.raises(NotFound):
+        storage.delete(NAME)
+
+
+def test_storage_missing_object_is_not_found(storage: Storage) -> None:
+    with pytest.raises(NotFound, match="not found"):
+        storage.open_read(NAME)
+
+
+def test_storage_errors_are_pgkeep_errors(storage: Storage) -> None:
+    assert issubclass(NotFound, Exception)
+    assert not issubclass(StorageError, OSError)

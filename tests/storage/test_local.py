@@ -1,0 +1,88 @@
+"""LocalStorage's own hazards: symlinks, FIFOs, subdirectories, modes, crash leftovers."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from pgkeep.errors import ConfigError, InvalidInput, NotFound, StorageError
+from pgkeep.storage import LocalStorage
+
+NAME = "backup-2024-12-09T10-30-45.sql"
+
+
+def test_local_creates_private_directory_and_files(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "new" / "dir")
+    assert stat.S_IMODE((tmp_path / "new" / "dir").stat().st_mode) == 0o700
+    with storage.open_write(NAME) as writer:
+        partial = tmp_path / "new" / "dir" / (NAME + ".partial")
+        assert stat.S_IMODE(partial.stat().st_mode) == 0o600
+        writer.write(b"x")
+        writer.commit()
+    assert not partial.exists()
+    assert stat.S_IMODE((tmp_path / "new" / "dir" / NAME).stat().st_mode) == 0o600
+
+
+def test_local_never_lists_or_reads_symlinks_fifos_or_directories(tmp_path: Path) -> None:
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not yours")
+    storage = LocalStorage(tmp_path / "b")
+    (tmp_path / "b" / NAME).symlink_to(outside)
+    os.mkfifo(tmp_path / "b" / "backup-2024-12-09T10-30-46.sql")
+    (tmp_path / "b" / "backup-2024-12-09T10-30-47.sql").mkdir()
+    (tmp_path / "b" / "backup-2024-12-09T10-30-48.sql.partial").write_text("half")
+    assert storage.list() == []
+    for name in (NAME, "backup-2024-12-09T10-30-46.sql", "backup-2024-12-09T10-30-47.sql"):
+        with pytest.raises(NotFound):
+            storage.open_read(name)  # the FIFO must not block: O_NONBLOCK, then refused
+        with pytest.raises(NotFound):
+            storage.delete(name)
+    assert outside.read_text() == "not yours"
+
+
+def test_local_refuses_path_syntax_in_names(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "b")
+    for name in ("../x", "a/b", "..", ".hidden", "a\\b", "a\x00b", ""):
+        with pytest.raises(InvalidInput):
+            storage.open_read(name)
+
+
+def test_local_remove_partials_removes_only_partials(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "b")
+    (tmp_path / "b" / (NAME + ".partial")).write_text("crashed")
+    (tmp_path / "b" / NAME).write_text("good")
+    assert storage.remove_partials() == [NAME + ".partial"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [NAME]
+
+
+def test_local_unwritable_directory_is_refused(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StorageError, match="cannot create backup directory"):
+        LocalStorage(blocker / "sub")
+    assert not issubclass(StorageError, ConfigError)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tiny tmpfs needs root")
+def test_local_disk_full_raises_and_leaves_no_partial(tmp_path: Path) -> None:
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if os.system(f"mount -t tmpfs -o size=256k tmpfs {mount} 2>/dev/null") != 0:  # noqa: S605
+        pytest.skip("this sandbox does not allow mounting tmpfs")
+    try:
+        storage = LocalStorage(mount)
+
+        def fill() -> None:
+            with storage.open_write(NAME) as writer:
+                for _ in range(100):
+                    writer.write(b"x" * 65536)
+
+        with pytest.raises(StorageError, match="No space left") as caught:
+            fill()
+        assert caught.value.details == "no space left in the backup directory"
+        assert list(mount.iterdir()) == []
+    finally:
+        os.system(f"umount {mount}")  # noqa: S605

@@ -1,0 +1,71 @@
+"""The CLI runs the same core without HTTP; errors are one stderr line and an exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jwt
+import pytest
+
+from pgkeep.cli import main
+from pgkeep.postgres.cluster import ThrowawayCluster
+from tests.conftest import SECRET
+
+
+@pytest.fixture
+def env(
+    monkeypatch: pytest.MonkeyPatch, database: str, backup_dir: Path, cluster: ThrowawayCluster
+) -> Path:
+    monkeypatch.setenv("PGKEEP_DATABASE_URL", database)
+    monkeypatch.setenv("PGKEEP_JWT_SECRET", SECRET)
+    monkeypatch.setenv("PGKEEP_BACKUP_DIR", str(backup_dir))
+    monkeypatch.setenv("PGKEEP_PG_BIN_DIR", str(cluster.bin_dir))
+    return backup_dir
+
+
+def test_cli_token_prints_a_verifiable_owner_token(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["token", "--sub", "ops", "--role", "OWNER", "--ttl", "1h"]) == 0
+    token = capsys.readouterr().out.strip()
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"])
+    assert (claims["sub"], claims["role"]) == ("ops", "OWNER")
+    assert 3590 <= claims["exp"] - claims["iat"] <= 3600
+
+
+def test_cli_backup_create_list_delete(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backup", "create"]) == 0
+    name = capsys.readouterr().out.split("\t")[0]
+    assert (env / name).stat().st_size > 0
+    assert main(["backup", "list"]) == 0
+    assert capsys.readouterr().out.startswith(name + "\t")
+    assert main(["backup", "delete", name]) == 0
+    assert capsys.readouterr().out == f"deleted {name}\n"
+    assert list(env.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["backup", "delete", "backup-2001-01-01T00-00-00.sql"], 3, "not found"),
+        (["backup", "delete", "../etc/passwd"], 2, "invalid backup name"),
+        (["token", "--sub", "x", "--ttl", "forever"], 2, "invalid ttl"),
+    ],
+)
+def test_cli_errors_are_one_line_and_an_exit_code(
+    env: Path, capsys: pytest.CaptureFixture[str], argv: list[str], code: int, message: str
+) -> None:
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert err.startswith("pgkeep: error: ")
+    assert message in err
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_cli_bad_config_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PGKEEP_JWT_SECRET", "short")
+    assert main(["token", "--sub", "x"]) == 2
+    assert capsys.readouterr().err.startswith("pgkeep: error: PGKEEP_JWT_SECRET: must be at least")

@@ -69,3 +69,25 @@ def test_cli_bad_config_exits_2(
     monkeypatch.setenv("PGKEEP_JWT_SECRET", "short")
     assert main(["token", "--sub", "x"]) == 2
     assert capsys.readouterr().err.startswith("pgkeep: error: PGKEEP_JWT_SECRET: must be at least")
+
+
+def test_cli_create_verify_restore(
+    env: Path, capsys: pytest.CaptureFixture[str], cluster: ThrowawayCluster
+) -> None:
+    assert main(["backup", "create", "--format", "plain", "--compression", "zstd"]) == 0
+    name = capsys.readouterr().out.split("\t")[0]
+    assert name.endswith(".sql.zst")
+    assert main(["backup", "verify", name, "--restore"]) == 0
+    out = capsys.readouterr().out
+    assert "ok   restore: restored into" in out
+    assert out.endswith("verified\n")
+    try:
+        assert main(["backup", "restore", name, "--target-database", "cli_copy"]) == 0
+        assert "public.purchase\t5000 rows" in capsys.readouterr().out
+        assert main(["backup", "restore", name, "--target-database", "cli_copy"]) == 4
+        assert "already exists" in capsys.readouterr().err
+    finally:
+        cluster.execute("DROP DATABASE IF EXISTS cli_copy WITH (FORCE)")
+    (env / name).write_bytes((env / name).read_bytes()[:100])
+    assert main(["backup", "verify", name]) == 6
+    assert "FAIL sha256" in capsys.readouterr().out

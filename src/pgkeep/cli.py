@@ -6,12 +6,14 @@ Errors become one line on stderr and an exit code; tracebacks only with --debug.
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import sys
 from collections.abc import Callable, Sequence
 
 from pgkeep import errors, formats, tokens
 from pgkeep.config import Settings, load_settings
+from pgkeep.core.models import BackupOptions, Compression, DumpFormat, Verification
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +25,9 @@ EXIT_CODES: dict[type[errors.PgkeepError], int] = {
     errors.Conflict: 4,
     errors.AuthError: 5,
 }
+
+
+EXIT_NOT_VERIFIED = 6
 
 
 def exit_code_for(exc: errors.PgkeepError) -> int:
@@ -54,16 +59,38 @@ def _backup(args: argparse.Namespace, settings: Settings) -> int:
 
     service = build_service(settings)
     if args.action == "create":
-        backup = service.create()
+        defaults = service.defaults
+        options = BackupOptions(
+            DumpFormat(args.format) if args.format else defaults.format,
+            Compression(args.compression) if args.compression else defaults.compression,
+            args.level,
+        )
+        backup = service.create(options, created_by=f"cli:{getpass.getuser()}")
         print(f"{backup.name}\t{formats.size_text(backup.size_bytes)}\t{backup.size_bytes} bytes")
     elif args.action == "list":
         for backup in service.list():
             created = formats.iso_ms(backup.created_at)
             print(f"{backup.name}\t{formats.size_text(backup.size_bytes)}\t{created}")
+    elif args.action == "verify":
+        return _verify(service.verify(args.name, restore=args.restore))
+    elif args.action == "restore":
+        result = service.restore(
+            args.name, args.target_database, replace=args.replace, confirm=args.confirm
+        )
+        for table in result.tables:
+            print(f"{table.table}\t{table.actual} rows")
+        print(f"restored {args.name} into {result.target_database} in {result.duration_ms} ms")
     else:
         service.delete(args.name)
         print(f"deleted {args.name}")
     return 0
+
+
+def _verify(verification: Verification) -> int:
+    for check in verification.checks:
+        print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.details}")
+    print("verified" if verification.verified else "NOT verified")
+    return 0 if verification.verified else EXIT_NOT_VERIFIED
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -90,7 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     backup = commands.add_parser("backup", help="create, list or delete backups without HTTP")
     actions = backup.add_subparsers(dest="action", required=True)
-    actions.add_parser("create", help="dump the target into a new backup")
+    create = actions.add_parser("create", help="dump the target into a new backup")
+    create.add_argument("--format", choices=[f.value for f in DumpFormat])
+    create.add_argument("--compression", choices=[c.value for c in Compression])
+    create.add_argument("--level", type=int)
+    verify = actions.add_parser("verify", help="check a backup; exit 6 if it fails")
+    verify.add_argument("name")
+    verify.add_argument("--restore", action="store_true", help="also test-restore it")
+    restore = actions.add_parser("restore", help="restore a backup into a new database")
+    restore.add_argument("name")
+    restore.add_argument("--target-database", required=True)
+    restore.add_argument("--replace", action="store_true", help="drop and replace an existing one")
+    restore.add_argument("--confirm", help="with --replace: the target database's name again")
     actions.add_parser("list", help="list backups, newest first")
     delete = actions.add_parser("delete", help="delete one backup")
     delete.add_argument("name")
@@ -107,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     try:
-        settings = load_settings() if args.command != "demo" else Settings()
+        settings = load_settings()
         configure_logging("DEBUG" if args.debug else settings.log_level)
         return handler(args, settings)
     except errors.PgkeepError as exc:

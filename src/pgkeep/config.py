@@ -12,7 +12,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from pgkeep.errors import ConfigError
+from pgkeep.core.models import BackupOptions, Compression, DumpFormat
+from pgkeep.errors import ConfigError, InvalidInput
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 PUBLIC_KEY_ALGORITHMS = frozenset(
@@ -42,6 +43,13 @@ class Settings(BaseSettings):
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     retention_days: int = Field(default=30, ge=0)
     pg_bin_dir: Path | None = None
+    default_format: DumpFormat = DumpFormat.PLAIN
+    default_compression: Compression = Compression.NONE
+    default_level: int | None = None
+    verify_database_url: SecretStr | None = None
+    restore_jobs: int = Field(default=1, ge=1, le=64)
+    row_count_max_bytes: int = Field(default=50 * 1024**3, ge=0)
+    tmp_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "INFO"
@@ -69,6 +77,10 @@ class Settings(BaseSettings):
             return Path(value).read_text()
         except OSError as exc:
             raise ConfigError(f"PGKEEP_JWT_PUBLIC_KEY: cannot read key file {value!r}") from exc
+
+    def default_options(self) -> BackupOptions:
+        """Options for a create that names none (the spec's: plain, uncompressed)."""
+        return BackupOptions(self.default_format, self.default_compression, self.default_level)
 
     def require_database_url(self) -> str:
         if self.database_url is None or not self.database_url.get_secret_value():
@@ -103,6 +115,10 @@ def load_settings(**overrides: object) -> Settings:
     _check_algorithms(settings)
     _check_secret(settings)
     _check_backup_dir(settings)
+    try:
+        settings.default_options()
+    except InvalidInput as exc:
+        raise ConfigError(f"PGKEEP_DEFAULT_COMPRESSION: {exc.message}", exc.details) from None
     return settings
 
 

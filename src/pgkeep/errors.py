@@ -40,6 +40,10 @@ class InvalidInput(PgkeepError):
     pass
 
 
+class Corrupt(PgkeepError):
+    pass
+
+
 class AuthError(PgkeepError):
     pass
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import signal
@@ -37,8 +39,18 @@ def test_service_create_writes_a_real_dump(
     service = _service(database, backup_dir, cluster.bin_dir)
     backup = service.create()
     path = backup_dir / backup.name
-    assert _files(backup_dir) == [backup.name]
+    assert _files(backup_dir) == [backup.name, backup.name + ".json"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    manifest = json.loads((backup_dir / (backup.name + ".json")).read_text())
+    assert manifest["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert manifest["sizeBytes"] == path.stat().st_size
+    assert manifest["rowCounts"] == {
+        "public.customer": 500,
+        "public.product": 100,
+        "public.purchase": 5000,
+    }
+    assert manifest["database"] == Target.from_url(database).dbname
+    assert (manifest["format"], manifest["compression"]) == ("plain", "none")
     assert backup.size_bytes == path.stat().st_size > 10_000
     text = path.read_text()
     assert "CREATE TABLE public.customer" in text
@@ -47,7 +59,7 @@ def test_service_create_writes_a_real_dump(
     assert service.list()[0].name == backup.name
     lines = [r.getMessage() for r in caplog.records]
     db = Target.from_url(database).dbname
-    assert f"backup started target={db} backup={backup.name}" in lines
+    assert f"backup started target={db} backup={backup.name} format=plain compression=none" in lines
     assert any(
         line.startswith(f"backup finished target={db} backup={backup.name} size_bytes=")
         for line in lines
@@ -82,7 +94,7 @@ def test_service_pg_dump_failure_leaves_nothing(
     service = _service(url, backup_dir, cluster.bin_dir)
     with pytest.raises(DumpFailed) as caught:
         service.create()
-    assert caught.value.message == f"pg_dump of database {db!r} failed with exit code 1"
+    assert caught.value.message == f"pg_dump failed with exit code 1 on database {db!r}"
     assert caught.value.exit_code == 1
     assert "permission denied" in caught.value.details
     assert f"weak-pass-{db}" not in caught.value.details
@@ -151,6 +163,32 @@ def test_service_concurrent_create_is_refused(
     assert len(service.list()) == 1
 
 
+def test_service_manifest_is_written_before_the_backup_is_visible(
+    database: str, backup_dir: Path, cluster: ThrowawayCluster
+) -> None:
+    service = _service(database, backup_dir, cluster.bin_dir)
+    with table_locked(database):
+        thread = threading.Thread(target=service.create)
+        thread.start()
+        wait_for_pg_dump_waiting(database)
+        assert service.list() == []
+    thread.join(timeout=30)
+    [backup] = service.list()
+    assert backup.manifest is not None
+    assert backup.manifest.row_counts is not None
+
+
+def test_service_remove_partials_removes_orphan_manifests(
+    backup_dir: Path, database: str, cluster: ThrowawayCluster
+) -> None:
+    service = _service(database, backup_dir, cluster.bin_dir)
+    (backup_dir / "backup-2024-01-01T00-00-00.sql.json").write_text("{}")
+    (backup_dir / "backup-2024-01-01T00-00-01.sql").write_text("-- by hand")
+    assert service.remove_partials() == ["backup-2024-01-01T00-00-00.sql.json"]
+    [kept] = service.list()
+    assert kept.manifest is None
+
+
 def _plant(directory: Path, age: timedelta, now: datetime) -> str:
     name = f"backup-{now - age:%Y-%m-%dT%H-%M-%S}.sql"
     (directory / name).write_text("-- old")
@@ -176,4 +214,4 @@ def test_service_retention_runs_only_after_success(
 
     service = _service(database, backup_dir, cluster.bin_dir, clock=lambda: now)
     new = service.create().name
-    assert _files(backup_dir) == sorted([edge, young, new])
+    assert _files(backup_dir) == sorted([edge, young, new, new + ".json"])

@@ -18,6 +18,7 @@ from tests.blocking import table_locked, wait_for_pg_dump_waiting
 
 pytestmark = pytest.mark.anyio
 ISO_MS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+ADDITIVE = {"sizeBytes", "sha256", "format", "compression", "verifiedAt", "verified", "hasManifest"}
 NAME = re.compile(r"backup-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(-\d+)?\.sql")
 
 
@@ -32,7 +33,7 @@ async def test_create_answers_the_spec(
     api: httpx.AsyncClient, auth: dict[str, str], backup_dir: Path
 ) -> None:
     body = await _create(api, auth)
-    assert set(body) == {"success", "filename", "size", "timestamp", "sizeBytes"}
+    assert set(body) == {"success", "filename", "size", "timestamp"} | ADDITIVE
     assert body["success"] is True
     assert NAME.fullmatch(str(body["filename"]))
     assert re.fullmatch(r"\d+\.\d{2} MB", str(body["size"]))
@@ -58,7 +59,10 @@ async def test_list_answers_the_spec_newest_first(
     assert body["count"] == 2
     assert [b["filename"] for b in body["backups"]] == [second["filename"], first["filename"]]
     item = body["backups"][0]
-    assert set(item) == {"filename", "size", "created", "modified", "sizeBytes"}
+    assert set(item) == {"filename", "size", "created", "modified"} | ADDITIVE
+    assert (item["format"], item["compression"], item["hasManifest"]) == ("plain", "none", True)
+    assert item["sha256"] == second["sha256"]
+    assert item["verifiedAt"] is None
     assert ISO_MS.fullmatch(item["created"])
     assert ISO_MS.fullmatch(item["modified"])
     assert item["created"] == second["timestamp"]
@@ -135,7 +139,7 @@ async def test_delete_answers_the_spec(
         "message": "Backup deleted successfully",
         "filename": name,
     }
-    assert list(backup_dir.iterdir()) == []
+    assert list(backup_dir.iterdir()) == []  # the manifest went with it
     again = await api.delete(f"/api/backup/{name}", headers=auth)
     assert again.status_code == 404
     assert again.json() == {"error": f"backup {name!r} not found", "details": ""}

@@ -1,9 +1,71 @@
-"""The domain's value objects: what a backup is, as the core sees it."""
+"""The domain's value objects: backups, their options and manifests, verify and restore results."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
+
+from pgkeep.errors import InvalidInput
+
+
+class DumpFormat(StrEnum):
+    PLAIN = "plain"
+    CUSTOM = "custom"
+
+
+class Compression(StrEnum):
+    NONE = "none"
+    GZIP = "gzip"
+    ZSTD = "zstd"
+
+
+# Plain dumps are compressed by pgkeep on the stream; custom archives compress
+# their table data internally (pg_dump's own gzip), so they are never wrapped.
+EXTENSIONS: dict[tuple[DumpFormat, Compression], str] = {
+    (DumpFormat.PLAIN, Compression.NONE): ".sql",
+    (DumpFormat.PLAIN, Compression.GZIP): ".sql.gz",
+    (DumpFormat.PLAIN, Compression.ZSTD): ".sql.zst",
+    (DumpFormat.CUSTOM, Compression.NONE): ".dump",
+    (DumpFormat.CUSTOM, Compression.GZIP): ".dump",
+}
+LEVELS = {Compression.NONE: (0, 0), Compression.GZIP: (1, 9), Compression.ZSTD: (1, 19)}
+DEFAULT_LEVELS = {Compression.NONE: 0, Compression.GZIP: 6, Compression.ZSTD: 3}
+
+
+@dataclass(frozen=True)
+class BackupOptions:
+    """How to dump: format, compression and its level (validated on construction)."""
+
+    format: DumpFormat = DumpFormat.PLAIN
+    compression: Compression = Compression.NONE
+    level: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.format, self.compression) not in EXTENSIONS:
+            raise InvalidInput(
+                f"{self.format} format cannot use {self.compression} compression",
+                "custom archives compress internally with gzip; use plain format for zstd",
+            )
+        low, high = LEVELS[self.compression]
+        if self.level is not None and not low <= self.level <= high:
+            raise InvalidInput(
+                f"compression level {self.level} is out of range for {self.compression}",
+                f"use {low} to {high}",
+            )
+
+    @property
+    def extension(self) -> str:
+        return EXTENSIONS[(self.format, self.compression)]
+
+    @property
+    def stream_compression(self) -> Compression:
+        """What pgkeep applies to the stored bytes: custom archives compress inside, not around."""
+        return self.compression if self.format is DumpFormat.PLAIN else Compression.NONE
+
+    @property
+    def effective_level(self) -> int:
+        return self.level if self.level is not None else DEFAULT_LEVELS[self.compression]
 
 
 @dataclass(frozen=True)
@@ -16,14 +78,81 @@ class StoredObject:
 
 
 @dataclass(frozen=True)
+class Check:
+    """One verification step and its outcome."""
+
+    name: str
+    ok: bool
+    details: str = ""
+
+
+@dataclass(frozen=True)
+class Verification:
+    verified: bool
+    verified_at: datetime
+    checks: tuple[Check, ...]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a backup is, written beside it before it becomes visible."""
+
+    name: str
+    format: DumpFormat
+    compression: Compression
+    level: int
+    size_bytes: int
+    sha256: str
+    database: str
+    server_version: str
+    pg_dump_version: str
+    started_at: datetime
+    finished_at: datetime
+    created_by: str
+    row_counts: dict[str, int] | None
+    verification: Verification | None = None
+
+    @property
+    def duration_ms(self) -> int:
+        return int((self.finished_at - self.started_at).total_seconds() * 1000)
+
+
+@dataclass(frozen=True)
 class Backup:
     """One completed backup of a target database.
 
     `created_at` is the moment its dump started, to the second, as encoded in
-    its name; retention ages backups from it.
+    its name; retention ages backups from it. `manifest` is None for a backup
+    copied in by hand.
     """
 
     name: str
     size_bytes: int
     created_at: datetime
     modified_at: datetime
+    format: DumpFormat = DumpFormat.PLAIN
+    compression: Compression = Compression.NONE
+    manifest: Manifest | None = None
+
+    @property
+    def stream_compression(self) -> Compression:
+        """How the stored bytes are wrapped (custom archives never are)."""
+        return self.compression if self.format is DumpFormat.PLAIN else Compression.NONE
+
+
+@dataclass(frozen=True)
+class TableComparison:
+    table: str
+    expected: int | None
+    actual: int
+
+    @property
+    def ok(self) -> bool:
+        return self.expected is None or self.expected == self.actual
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    target_database: str
+    duration_ms: int
+    tables: tuple[TableComparison, ...] = field(default_factory=tuple)

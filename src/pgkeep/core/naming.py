@@ -1,8 +1,9 @@
 """Backup names: made from the dump's start time, parsed back, and validated by allowlist.
 
-A name is `backup-YYYY-MM-DDTHH-MM-SS.sql` in UTC; a second backup within the
-same second gets a `-N` suffix (`…T10-30-45-2.sql`). Anything else is not a
-backup name, whatever storage holds.
+A name is `backup-YYYY-MM-DDTHH-MM-SS<ext>` in UTC, where the extension says
+format and compression: `.sql`, `.sql.gz`, `.sql.zst` (plain) or `.dump`
+(custom). A second backup within the same second gets a `-N` suffix
+(`…T10-30-45-2.sql`). Anything else is not a backup name, whatever storage holds.
 """
 
 from __future__ import annotations
@@ -11,26 +12,36 @@ import re
 from collections.abc import Container
 from datetime import UTC, datetime
 
+from pgkeep.core.models import Compression, DumpFormat
 from pgkeep.errors import InvalidInput
 
 _PATTERN = re.compile(
-    r"backup-(?P<stamp>\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2})(?:-(?P<seq>[2-9]|[1-9]\d{1,3}))?\.sql"
+    r"backup-(?P<stamp>\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2})(?:-(?P<seq>[2-9]|[1-9]\d{1,3}))?"
+    r"(?P<ext>\.sql|\.sql\.gz|\.sql\.zst|\.dump)"
 )
+_KINDS = {
+    ".sql": (DumpFormat.PLAIN, Compression.NONE),
+    ".sql.gz": (DumpFormat.PLAIN, Compression.GZIP),
+    ".sql.zst": (DumpFormat.PLAIN, Compression.ZSTD),
+    ".dump": (DumpFormat.CUSTOM, Compression.NONE),
+}
 _STAMP_FORMAT = "%Y-%m-%dT%H-%M-%S"
 MAX_NAME_LENGTH = 64
 MAX_SEQUENCE = 9999
+MANIFEST_SUFFIX = ".json"
 
 
-def make_name(created_at: datetime, taken: Container[str]) -> str:
-    """The first free name for a backup started at `created_at` (UTC)."""
+def make_name(created_at: datetime, taken: Container[str], extension: str = ".sql") -> str:
+    """The first free name for a backup started at `created_at` (UTC).
+
+    Suffixes count per second across extensions, so `…45.sql` and `…45-2.dump`
+    never share a timestamp and sequence.
+    """
     stamp = created_at.astimezone(UTC).strftime(_STAMP_FORMAT)
-    base = f"backup-{stamp}"
-    if f"{base}.sql" not in taken:
-        return f"{base}.sql"
-    for seq in range(2, MAX_SEQUENCE + 1):
-        name = f"{base}-{seq}.sql"
-        if name not in taken:
-            return name
+    for seq in range(1, MAX_SEQUENCE + 1):
+        base = f"backup-{stamp}" + (f"-{seq}" if seq > 1 else "")
+        if not any(base + ext in taken for ext in _KINDS):
+            return base + extension
     raise InvalidInput(f"too many backups started at {stamp}")
 
 
@@ -50,9 +61,21 @@ def validate_name(name: str) -> str:
         shown = name if len(name) <= MAX_NAME_LENGTH and name.isprintable() else repr(name[:64])
         raise InvalidInput(
             f"invalid backup name {shown!r}",
-            "expected backup-YYYY-MM-DDTHH-MM-SS.sql (optionally with a -N suffix)",
+            "expected backup-YYYY-MM-DDTHH-MM-SS.sql (or .sql.gz, .sql.zst, .dump), "
+            "optionally with a -N suffix",
         )
     return name
+
+
+def kind(name: str) -> tuple[DumpFormat, Compression]:
+    """Format and compression as the (valid) name's extension says."""
+    match = _PATTERN.fullmatch(validate_name(name))
+    assert match is not None  # noqa: S101 (validated)
+    return _KINDS[match["ext"]]
+
+
+def manifest_name(name: str) -> str:
+    return name + MANIFEST_SUFFIX
 
 
 def created_at(name: str) -> datetime:

@@ -1,4 +1,5 @@
-"""The roles the core needs filled by adapters: where backups are kept, and what dumps a target.
+"""The roles the core needs filled by adapters: where backups are kept, what dumps a target,
+and what restores into a server.
 
 They live here so that the core depends on nothing outside itself; `storage/`
 and `postgres/` hold the implementations.
@@ -7,11 +8,13 @@ and `postgres/` hold the implementations.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from pgkeep.core.models import StoredObject
+from pgkeep.core.models import BackupOptions, DumpFormat, StoredObject
+
+Opener = Callable[[], Iterable[bytes]]
 
 
 class ReadHandle(Protocol):
@@ -48,7 +51,7 @@ class Writer(Protocol):
 class Storage(Protocol):
     """Keeps completed objects by name; partial writes are never listed or read."""
 
-    def list(self) -> list[StoredObject]: ...
+    def list(self) -> builtins.list[StoredObject]: ...
 
     def open_read(self, name: str) -> ReadHandle: ...
 
@@ -56,11 +59,25 @@ class Storage(Protocol):
         """Reserve `name` and start writing; raises Conflict if it is taken."""
         ...
 
+    def put(self, name: str, data: bytes) -> None:
+        """Write a small object whole, atomically replacing any previous one."""
+        ...
+
     def delete(self, name: str) -> None: ...
 
     def remove_partials(self) -> builtins.list[str]:
         """Remove leftovers of interrupted writes; returns their names."""
         ...
+
+
+class DumpStream(Protocol):
+    """A dump under way: its bytes, the versions involved and, once read to the end, row counts."""
+
+    chunks: Iterator[bytes]
+    server_version: str
+    tool_version: str
+
+    def row_counts(self) -> dict[str, int] | None: ...
 
 
 class Dumper(Protocol):
@@ -71,9 +88,34 @@ class Dumper(Protocol):
         """The target database's name, for messages and logs."""
         ...
 
-    def dump(self) -> AbstractContextManager[Iterator[bytes]]:
-        """Start a dump; the iterator raises DumpFailed at its end if the dump failed.
+    def dump(self, options: BackupOptions) -> AbstractContextManager[DumpStream]:
+        """Start a dump; its chunks raise DumpFailed at their end if the dump failed.
 
         Leaving the context ends the dump process whether or not it finished.
         """
+        ...
+
+
+class Restorer(Protocol):
+    """Creates, loads, counts and drops databases on one server."""
+
+    @property
+    def server(self) -> str: ...
+
+    def exists(self, database: str) -> bool: ...
+
+    def create(self, database: str) -> None: ...
+
+    def drop(self, database: str) -> None: ...
+
+    def rename(self, old: str, new: str) -> None: ...
+
+    def row_counts(self, database: str) -> dict[str, int]: ...
+
+    def load(self, database: str, fmt: DumpFormat, archive_major: int, open_chunks: Opener) -> None:
+        """Restore into an existing empty database; RestoreFailed on any error."""
+        ...
+
+    def check_archive(self, archive_major: int, open_chunks: Opener) -> str:
+        """Read a custom archive end to end; Corrupt if it cannot. Returns what was done."""
         ...

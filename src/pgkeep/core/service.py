@@ -1,4 +1,4 @@
-"""The backup service: create, list, open and delete backups of one target database.
+"""The backup service: create, list, open, delete, verify and restore backups of one target.
 
 Synchronous and plain; the HTTP edge calls it from the thread pool, the CLI directly.
 """
@@ -6,15 +6,26 @@ Synchronous and plain; the HTTP edge calls it from the thread pool, the CLI dire
 from __future__ import annotations
 
 import builtins
+import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pgkeep.core import naming, retention
-from pgkeep.core.models import Backup, StoredObject
-from pgkeep.core.ports import Dumper, ReadHandle, Storage
+from pgkeep.core import naming, proving, retention
+from pgkeep.core.compression import compressor
+from pgkeep.core.manifests import ManifestStore
+from pgkeep.core.models import (
+    Backup,
+    BackupOptions,
+    Manifest,
+    RestoreResult,
+    StoredObject,
+    Verification,
+)
+from pgkeep.core.ports import Dumper, DumpStream, ReadHandle, Restorer, Storage
 from pgkeep.errors import Conflict, DumpFailed, PgkeepError
 
 logger = logging.getLogger(__name__)
@@ -26,9 +37,17 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class Restorers:
+    """Where restores go (`target`: the target's server) and verify's test restores (`scratch`)."""
+
+    target: Restorer
+    scratch: Restorer
+
+
 class BackupService:
-    """Owns the rules: one create at a time, nothing visible until complete,
-    cleanup only after success."""
+    """Owns the rules: one create at a time, nothing visible until complete and described by
+    its manifest, cleanup only after success."""
 
     def __init__(
         self,
@@ -36,19 +55,24 @@ class BackupService:
         dumper: Dumper,
         *,
         retention_days: int,
+        restorers: Restorers | None = None,
+        defaults: BackupOptions | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self._storage = storage
         self._dumper = dumper
         self._retention_days = retention_days
+        self._restorers = restorers
+        self.defaults = defaults or BackupOptions()
         self._clock = clock
+        self._manifests = ManifestStore(storage)
         self._create_lock = threading.Lock()
 
     @property
     def target(self) -> str:
         return self._dumper.target
 
-    def create(self) -> Backup:
+    def create(self, options: BackupOptions | None = None, created_by: str = "") -> Backup:
         """Dump the target into a new backup; a concurrent create is refused with Conflict."""
         if not self._create_lock.acquire(blocking=False):
             raise Conflict(
@@ -56,43 +80,95 @@ class BackupService:
                 "wait for it to finish, then try again",
             )
         try:
-            backup = self._create_locked()
+            backup = self._create_locked(options or self.defaults, created_by)
         finally:
             self._create_lock.release()
         self._apply_retention(keep=backup.name)
         return backup
 
-    def list(self) -> list[Backup]:
+    def list(self) -> builtins.list[Backup]:
         """Completed backups, newest first; unrelated objects in storage are left out."""
         backups = [
-            _to_backup(obj) for obj in self._storage.list() if naming.is_backup_name(obj.name)
+            self._to_backup(obj) for obj in self._storage.list() if naming.is_backup_name(obj.name)
         ]
         return sorted(backups, key=lambda b: naming.sort_key(b.name), reverse=True)
+
+    def get(self, name: str) -> Backup:
+        handle = self._storage.open_read(naming.validate_name(name))
+        handle.close()
+        return self._to_backup(handle.info)
 
     def open(self, name: str) -> tuple[Backup, ReadHandle]:
         """Open a backup for reading; the caller closes the handle."""
         handle = self._storage.open_read(naming.validate_name(name))
-        return _to_backup(handle.info), handle
+        return self._to_backup(handle.info), handle
 
     def delete(self, name: str) -> None:
         self._storage.delete(naming.validate_name(name))
+        self._manifests.delete(name)
         logger.info("backup deleted target=%s backup=%s", self.target, name)
+
+    def verify(self, name: str, *, restore: bool = False) -> Verification:
+        """Check a backup (checksum, full read, optionally a test restore) and record the result."""
+        backup = self.get(name)
+        scratch = self._restorers.scratch if self._restorers else None
+        verification = proving.verify(self._storage, backup, scratch, restore, self._clock())
+        if backup.manifest is not None:
+            self._manifests.record(backup.manifest, verification)
+        logger.info(
+            "backup verified target=%s backup=%s verified=%s checks=%s",
+            self.target,
+            name,
+            verification.verified,
+            ",".join(f"{c.name}:{'ok' if c.ok else 'FAILED'}" for c in verification.checks),
+        )
+        return verification
+
+    def restore(
+        self, name: str, target_database: str, *, replace: bool = False, confirm: str | None = None
+    ) -> RestoreResult:
+        """Restore a backup into a new database (or, confirmed, in place of an existing one)."""
+        if self._restorers is None:
+            raise PgkeepError("restore is not configured for this service")
+        backup = self.get(name)
+        result = proving.restore(
+            self._storage, backup, self._restorers.target, target_database, replace, confirm
+        )
+        logger.info(
+            "backup restored target=%s backup=%s into=%s duration_ms=%d",
+            self.target,
+            name,
+            target_database,
+            result.duration_ms,
+        )
+        return result
 
     def remove_partials(self) -> builtins.list[str]:
         """Remove what interrupted creates left behind (at start, before serving)."""
         removed = self._storage.remove_partials()
         for name in removed:
             logger.warning("removed partial backup left by an interrupted create: %s", name)
+        for name in self._manifests.orphans(self._storage.list()):
+            self._storage.delete(name)
+            logger.warning("removed manifest without a backup (interrupted create): %s", name)
+            removed.append(name)
         return removed
 
-    def _create_locked(self) -> Backup:
-        started_at = self._clock().astimezone(UTC).replace(microsecond=0)
+    def _create_locked(self, options: BackupOptions, created_by: str) -> Backup:
+        started_at = self._clock().astimezone(UTC)
         started = time.monotonic()
-        with self._dumper.dump() as chunks:
-            name = naming.make_name(started_at, {obj.name for obj in self._storage.list()})
-            logger.info("backup started target=%s backup=%s", self.target, name)
+        with self._dumper.dump(options) as stream:
+            taken = {obj.name for obj in self._storage.list()}
+            name = naming.make_name(started_at, taken, options.extension)
+            logger.info(
+                "backup started target=%s backup=%s format=%s compression=%s",
+                self.target,
+                name,
+                options.format,
+                options.compression,
+            )
             try:
-                size = self._write(name, chunks)
+                manifest = self._write(name, stream, options, started_at, created_by)
             except PgkeepError as exc:
                 logger.error(
                     "backup failed target=%s backup=%s error=%s", self.target, name, exc.message
@@ -102,26 +178,62 @@ class BackupService:
             "backup finished target=%s backup=%s size_bytes=%d duration_ms=%d",
             self.target,
             name,
-            size,
+            manifest.size_bytes,
             (time.monotonic() - started) * 1000,
         )
-        return Backup(name, size, started_at, self._clock())
+        return self.get(name)
 
-    def _write(self, name: str, chunks: Iterator[bytes]) -> int:
+    def _write(
+        self,
+        name: str,
+        stream: DumpStream,
+        options: BackupOptions,
+        started_at: datetime,
+        created_by: str,
+    ) -> Manifest:
+        codec = compressor(options.stream_compression, options.effective_level)
+        digest = hashlib.sha256()
+        raw = 0
         with self._storage.open_write(name) as writer:
-            for chunk in chunks:
-                writer.write(chunk)
-            if writer.bytes_written == 0:
+            for chunk in stream.chunks:
+                raw += len(chunk)
+                if out := codec.process(chunk):
+                    digest.update(out)
+                    writer.write(out)
+            if tail := codec.finish():
+                digest.update(tail)
+                writer.write(tail)
+            if raw == 0:
                 raise DumpFailed(f"pg_dump of database {self.target!r} produced no output")
-            writer.commit()
-            return writer.bytes_written
+            manifest = Manifest(
+                name=name,
+                format=options.format,
+                compression=options.compression,
+                level=options.effective_level,
+                size_bytes=writer.bytes_written,
+                sha256=digest.hexdigest(),
+                database=self.target,
+                server_version=stream.server_version,
+                pg_dump_version=stream.tool_version,
+                started_at=started_at,
+                finished_at=self._clock(),
+                created_by=created_by,
+                row_counts=stream.row_counts(),
+            )
+            self._manifests.save(manifest)  # the manifest lands first: no backup without one
+            try:
+                writer.commit()
+            except BaseException:
+                self._manifests.delete(name)
+                raise
+        return manifest
 
     def _apply_retention(self, keep: str) -> None:
         for backup in retention.expired(self.list(), self._retention_days, self._clock()):
             if backup.name == keep:
                 continue
             try:
-                self._storage.delete(backup.name)
+                self.delete(backup.name)
             except PgkeepError as exc:
                 logger.error("retention could not delete backup=%s error=%s", backup.name, exc)
                 continue
@@ -132,6 +244,16 @@ class BackupService:
                 self._retention_days,
             )
 
-
-def _to_backup(obj: StoredObject) -> Backup:
-    return Backup(obj.name, obj.size_bytes, naming.created_at(obj.name), obj.modified_at)
+    def _to_backup(self, obj: StoredObject) -> Backup:
+        try:
+            manifest = self._manifests.load(obj.name)
+        except PgkeepError as exc:
+            logger.warning("ignoring unreadable manifest of %s: %s", obj.name, exc.message)
+            manifest = None
+        fmt, compression = naming.kind(obj.name)
+        if manifest is not None:
+            fmt, compression = manifest.format, manifest.compression
+        created = naming.created_at(obj.name)
+        return Backup(
+            obj.name, obj.size_bytes, created, obj.modified_at, fmt, compression, manifest
+        )

@@ -56,16 +56,20 @@ def _serve_with_banner(settings: object, what: str) -> None:
     lines = [f"pgkeep is backing up {what}.", f"API: {base}   backups in: {settings.backup_dir}/"]
     if settings.jwt_secret is not None:
         token = tokens.mint(settings, sub="demo", role="OWNER", ttl=timedelta(hours=12))
+        auth = '-H "Authorization: Bearer $TOKEN"'
         lines += [
             "",
             "An OWNER token (valid 12 hours):",
             f"  export TOKEN={token}",
             "",
             "Try:",
-            f'  curl -s -X POST -H "Authorization: Bearer $TOKEN" {base}/api/backup/create',
-            f'  curl -s -H "Authorization: Bearer $TOKEN" {base}/api/backup/list',
-            f'  curl -s -OJ -H "Authorization: Bearer $TOKEN" {base}/api/backup/download/NAME',
-            f'  curl -s -X DELETE -H "Authorization: Bearer $TOKEN" {base}/api/backup/NAME',
+            f"  curl -s -X POST {auth} {base}/api/backup/create",
+            f"  curl -s {auth} {base}/api/backup/list",
+            f"  curl -s -OJ {auth} {base}/api/backup/download/NAME",
+            f"  curl -s -X POST {auth} {base}/api/backup/NAME/verify",
+            f"  curl -s -X POST {auth} -H 'Content-Type: application/json'"
+            f' -d \'{{"targetDatabase": "shop_copy"}}\' {base}/api/backup/NAME/restore',
+            f"  curl -s -X DELETE {auth} {base}/api/backup/NAME",
             "  (NAME is a filename from the list, e.g. backup-2024-12-09T10-30-45.sql)",
         ]
     lines += ["", "Ctrl-C stops it.", ""]

@@ -6,13 +6,14 @@ from fastapi import FastAPI
 
 from pgkeep import __version__
 from pgkeep.config import Settings
-from pgkeep.core.service import BackupService
+from pgkeep.core.service import BackupService, Restorers
 from pgkeep.errors import ConfigError, StorageError
 from pgkeep.http import errors
 from pgkeep.http.access_log import AccessLogMiddleware
 from pgkeep.http.routes import backups, health
 from pgkeep.postgres import tools
 from pgkeep.postgres.dump import PgDumper
+from pgkeep.postgres.restore import PgRestorer
 from pgkeep.postgres.target import Target
 from pgkeep.storage import LocalStorage
 from pgkeep.tokens import TokenVerifier
@@ -25,8 +26,25 @@ def build_service(settings: Settings) -> BackupService:
         storage = LocalStorage(settings.backup_dir)
     except StorageError as exc:
         raise ConfigError(f"PGKEEP_BACKUP_DIR: {exc.message}") from exc
-    dumper = PgDumper(target, tools.search_dirs(settings.pg_bin_dir))
-    return BackupService(storage, dumper, retention_days=settings.retention_days)
+    bin_dirs = tools.search_dirs(settings.pg_bin_dir)
+    dumper = PgDumper(target, bin_dirs, settings.row_count_max_bytes)
+    # Databases are created and dropped from the maintenance database, never from the one
+    # being replaced. Test restores go to PGKEEP_VERIFY_DATABASE_URL's server when set.
+    admin = target.with_dbname("postgres")
+    verify_url = settings.verify_database_url
+    scratch = Target.from_url(verify_url.get_secret_value()) if verify_url else admin
+
+    def restorer(server: Target) -> PgRestorer:
+        return PgRestorer(server, bin_dirs, jobs=settings.restore_jobs, tmp_dir=settings.tmp_dir)
+
+    restorers = Restorers(target=restorer(admin), scratch=restorer(scratch))
+    return BackupService(
+        storage,
+        dumper,
+        retention_days=settings.retention_days,
+        restorers=restorers,
+        defaults=settings.default_options(),
+    )
 
 
 def create_app(settings: Settings, service: BackupService | None = None) -> FastAPI:

@@ -22,6 +22,7 @@ STATUS: dict[type[errors.PgkeepError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.InvalidInput: 400,
+    errors.Corrupt: 422,
     errors.AuthError: 401,
     errors.Forbidden: 403,
     errors.DumpFailed: 500,

@@ -1,11 +1,18 @@
-"""Response bodies, field for field as the spec has them (camelCase), plus additive fields."""
+"""Request and response bodies: the spec's fields (camelCase), plus additive ones."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pgkeep import formats
-from pgkeep.core.models import Backup
+from pgkeep.core.models import (
+    Backup,
+    BackupOptions,
+    Compression,
+    DumpFormat,
+    RestoreResult,
+    Verification,
+)
 
 
 class ErrorBody(BaseModel):
@@ -13,18 +20,77 @@ class ErrorBody(BaseModel):
     details: str = ""
 
 
-class CreateRequest(BaseModel):
-    """The optional body of create: no options yet; unknown fields are refused, not ignored."""
-
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class CreateResponse(BaseModel):
+class CreateRequest(_Strict):
+    """The optional body of create; an empty body keeps the spec's plain, uncompressed `.sql`."""
+
+    format: DumpFormat | None = None
+    compression: Compression | None = None
+    level: int | None = None
+
+    def options(self, defaults: BackupOptions) -> BackupOptions:
+        """Fill what the body leaves out from the defaults (PGKEEP_DEFAULT_*).
+
+        A custom archive compresses only with gzip, so a zstd default becomes gzip for it.
+        """
+        fmt = self.format or defaults.format
+        compression = self.compression or defaults.compression
+        if (
+            self.compression is None
+            and fmt is DumpFormat.CUSTOM
+            and compression is Compression.ZSTD
+        ):
+            compression = Compression.GZIP
+        level = self.level
+        if level is None and compression is defaults.compression:
+            level = defaults.level
+        return BackupOptions(fmt, compression, level)
+
+
+class VerifyRequest(_Strict):
+    restore: bool = False
+
+
+class RestoreRequest(_Strict):
+    targetDatabase: str  # noqa: N815 (the spec's JSON is camelCase)
+    replace: bool = False
+    confirm: str | None = None
+
+
+class _BackupFields(BaseModel):
+    """Additive fields shared by create and list responses."""
+
+    sizeBytes: int  # noqa: N815
+    sha256: str | None
+    format: DumpFormat
+    compression: Compression
+    verifiedAt: str | None  # noqa: N815
+    verified: bool | None
+    hasManifest: bool  # noqa: N815
+
+    @staticmethod
+    def fields_of(backup: Backup) -> dict[str, object]:
+        m = backup.manifest
+        v = m.verification if m else None
+        return {
+            "sizeBytes": backup.size_bytes,
+            "sha256": m.sha256 if m else None,
+            "format": backup.format,
+            "compression": backup.compression,
+            "verifiedAt": formats.iso_ms(v.verified_at) if v else None,
+            "verified": v.verified if v else None,
+            "hasManifest": m is not None,
+        }
+
+
+class CreateResponse(_BackupFields):
     success: bool = True
     filename: str
     size: str = Field(examples=["0.04 MB"])
     timestamp: str = Field(examples=["2024-12-09T10:30:45.000Z"])
-    sizeBytes: int  # noqa: N815 (the spec's JSON is camelCase)
 
     @classmethod
     def of(cls, backup: Backup) -> CreateResponse:
@@ -32,16 +98,15 @@ class CreateResponse(BaseModel):
             filename=backup.name,
             size=formats.size_text(backup.size_bytes),
             timestamp=formats.iso_ms(backup.created_at),
-            sizeBytes=backup.size_bytes,
+            **cls.fields_of(backup),  # type: ignore[arg-type]
         )
 
 
-class BackupItem(BaseModel):
+class BackupItem(_BackupFields):
     filename: str
     size: str
     created: str
     modified: str
-    sizeBytes: int  # noqa: N815
 
     @classmethod
     def of(cls, backup: Backup) -> BackupItem:
@@ -50,7 +115,7 @@ class BackupItem(BaseModel):
             size=formats.size_text(backup.size_bytes),
             created=formats.iso_ms(backup.created_at),
             modified=formats.iso_ms(backup.modified_at),
-            sizeBytes=backup.size_bytes,
+            **cls.fields_of(backup),  # type: ignore[arg-type]
         )
 
 
@@ -64,6 +129,55 @@ class DeleteResponse(BaseModel):
     success: bool = True
     message: str = "Backup deleted successfully"
     filename: str
+
+
+class CheckItem(BaseModel):
+    name: str
+    ok: bool
+    details: str
+
+
+class VerifyResponse(BaseModel):
+    success: bool = True
+    filename: str
+    verified: bool
+    verifiedAt: str  # noqa: N815
+    checks: list[CheckItem]
+
+    @classmethod
+    def of(cls, name: str, v: Verification) -> VerifyResponse:
+        checks = [CheckItem(name=c.name, ok=c.ok, details=c.details) for c in v.checks]
+        return cls(
+            filename=name,
+            verified=v.verified,
+            verifiedAt=formats.iso_ms(v.verified_at),
+            checks=checks,
+        )
+
+
+class TableItem(BaseModel):
+    table: str
+    expectedRows: int | None  # noqa: N815
+    restoredRows: int  # noqa: N815
+    ok: bool
+
+
+class RestoreResponse(BaseModel):
+    success: bool = True
+    filename: str
+    targetDatabase: str  # noqa: N815
+    durationMs: int  # noqa: N815
+    tables: list[TableItem]
+
+    @classmethod
+    def of(cls, name: str, r: RestoreResult) -> RestoreResponse:
+        tables = [
+            TableItem(table=t.table, expectedRows=t.expected, restoredRows=t.actual, ok=t.ok)
+            for t in r.tables
+        ]
+        return cls(
+            filename=name, targetDatabase=r.target_database, durationMs=r.duration_ms, tables=tables
+        )
 
 
 class HealthResponse(BaseModel):

@@ -1,104 +1,165 @@
-"""pg_dump: the argv (pure) and the runner that streams its stdout and maps its failures."""
+"""pg_dump: the argv (pure) and the runner that streams its stdout and maps its failures.
+
+Each dump runs inside a REPEATABLE READ transaction that exports its snapshot;
+pg_dump dumps that snapshot (`--snapshot`) while a second connection imports it
+and counts every table's rows on a thread, so the manifest's counts match the
+dump exactly. Counting has its own connection because an error there (say, a
+table it may not read) would abort the exporting transaction and with it the
+snapshot pg_dump is importing.
+"""
 
 from __future__ import annotations
 
-import collections
+import logging
 import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from pgkeep.errors import DumpFailed, ToolError
-from pgkeep.postgres import server, tools
+import psycopg
+from psycopg import sql
+
+from pgkeep.core.models import BackupOptions, Compression, DumpFormat
+from pgkeep.errors import DumpFailed, PgkeepError
+from pgkeep.postgres import catalog, server, tools
+from pgkeep.postgres.process import StderrTail, describe_exit, spawn
 from pgkeep.postgres.target import Target
 
+logger = logging.getLogger(__name__)
+
 CHUNK_SIZE = 256 * 1024
-STDERR_TAIL_BYTES = 4096
 
 
-def dump_argv(pg_dump: Path, conninfo: str) -> list[str]:
-    """Plain-SQL dump to stdout; the conninfo carries no password, and none is ever prompted for."""
-    return [str(pg_dump), "--format=plain", "--no-password", f"--dbname={conninfo}"]
+def dump_argv(
+    pg_dump: Path, conninfo: str, options: BackupOptions | None = None, snapshot: str | None = None
+) -> list[str]:
+    """pg_dump to stdout; the conninfo carries no password, and none is ever prompted for."""
+    options = options or BackupOptions()
+    argv = [str(pg_dump), f"--format={options.format}", "--no-password"]
+    if options.format is DumpFormat.CUSTOM:
+        level = options.effective_level if options.compression is Compression.GZIP else 0
+        argv.append(f"--compress={level}")  # custom archives: pg_dump's internal gzip
+    if snapshot:
+        argv.append(f"--snapshot={snapshot}")
+    return [*argv, f"--dbname={conninfo}"]
+
+
+class PgDumpStream:
+    """A running dump: its bytes, the versions involved and, once done, the row counts."""
+
+    def __init__(
+        self, chunks: Iterator[bytes], server_version: str, tool_version: str, counter: _Counter
+    ) -> None:
+        self.chunks = chunks
+        self.server_version = server_version
+        self.tool_version = tool_version
+        self._counter = counter
+
+    def row_counts(self) -> dict[str, int] | None:
+        return self._counter.result()
 
 
 class PgDumper:
     """Dumper for one target: picks a pg_dump that fits the server, then streams its output."""
 
-    def __init__(self, target: Target, bin_dirs: list[Path]) -> None:
+    def __init__(self, target: Target, bin_dirs: list[Path], count_max_bytes: int = 0) -> None:
         self._target = target
         self._bin_dirs = bin_dirs
+        self._count_max_bytes = count_max_bytes
 
     @property
     def target(self) -> str:
         return self._target.dbname
 
-    def pg_dump(self) -> tools.Tool:
-        major = server.server_major(self._target)
-        return tools.choose(tools.find_tools("pg_dump", self._bin_dirs), major, "pg_dump")
-
     @contextmanager
-    def dump(self) -> Iterator[Iterator[bytes]]:
-        tool = self.pg_dump()
-        try:
-            proc = subprocess.Popen(
-                dump_argv(tool.path, self._target.conninfo),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=self._target.child_env(),
+    def dump(self, options: BackupOptions | None = None) -> Iterator[PgDumpStream]:
+        with server.connect(self._target, autocommit=False) as conn:
+            found = tools.find_tools("pg_dump", self._bin_dirs)
+            tool = tools.choose(found, server.major_of(conn), "pg_dump")
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            snapshot = str(_one(conn, "SELECT pg_export_snapshot()"))
+            counter = _Counter(self._target, snapshot, self._count_max_bytes)
+            argv = dump_argv(tool.path, self._target.conninfo, options, snapshot)
+            proc = spawn(
+                argv, self._target.child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
             )
-        except OSError as exc:
-            raise ToolError(f"cannot run {tool.path}: {exc.strerror}") from exc
-        assert proc.stdout is not None  # noqa: S101 (PIPE)
-        assert proc.stderr is not None  # noqa: S101 (PIPE)
-        tail = _StderrTail(proc.stderr)
-        try:
-            yield self._chunks(proc, proc.stdout, tail)
-        finally:
-            if proc.poll() is None:
-                proc.kill()  # the consumer stopped early: end pg_dump, leave nothing running
-            proc.wait()
-            proc.stdout.close()
-            tail.join()
+            assert proc.stdout is not None  # noqa: S101 (PIPE)
+            assert proc.stderr is not None  # noqa: S101 (PIPE)
+            tail = StderrTail(proc.stderr)
+            try:
+                chunks = self._chunks(proc, proc.stdout, tail)
+                yield PgDumpStream(chunks, server.version_of(conn), tool.version, counter)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()  # the consumer stopped early: end pg_dump, leave nothing running
+                if proc.wait() != 0:
+                    counter.cancel()  # no use counting rows for a dump that failed
+                proc.stdout.close()
+                tail.join()
+                counter.join()
+                conn.rollback()
 
     def _chunks(
-        self, proc: subprocess.Popen[bytes], out: IO[bytes], tail: _StderrTail
+        self, proc: subprocess.Popen[bytes], out: IO[bytes], tail: StderrTail
     ) -> Iterator[bytes]:
         while chunk := out.read(CHUNK_SIZE):
             yield chunk
         code = proc.wait()
         tail.join()
         if code != 0:
-            how = f"was killed by signal {-code}" if code < 0 else f"failed with exit code {code}"
             raise DumpFailed(
-                f"pg_dump of database {self.target!r} {how}",
+                f"{describe_exit('pg_dump', code)} on database {self.target!r}",
                 self._target.redact(tail.text()),
                 exit_code=code,
             )
 
 
-class _StderrTail:
-    """Drains a child's stderr on a thread, keeping only its last few KiB."""
+class _Counter:
+    """Counts rows in the dump's snapshot on its own connection and thread, while pg_dump runs.
 
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._chunks: collections.deque[bytes] = collections.deque()
-        self._size = 0
-        self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
+    Skipped (None) when the database is larger than `max_bytes` (0: never skip).
+    """
+
+    def __init__(self, target: Target, snapshot: str, max_bytes: int) -> None:
+        self._target = target
+        self._snapshot = snapshot
+        self._max_bytes = max_bytes
+        self._conn: psycopg.Connection[Any] | None = None
+        self._counts: dict[str, int] | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def _drain(self, stream: IO[bytes]) -> None:
-        with stream:
-            while chunk := stream.read1(4096):  # type: ignore[attr-defined]
-                self._chunks.append(chunk)
-                self._size += len(chunk)
-                while self._size - len(self._chunks[0]) >= STDERR_TAIL_BYTES:
-                    self._size -= len(self._chunks.popleft())
+    def _run(self) -> None:
+        try:
+            with server.connect(self._target, autocommit=False) as conn:
+                self._conn = conn
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                conn.execute(
+                    sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot))
+                )
+                size = catalog.database_size(conn)
+                if self._max_bytes and size > self._max_bytes:
+                    logger.info("row counts skipped: database is %d bytes", size)
+                    return
+                self._counts = catalog.row_counts(conn)
+                conn.rollback()
+        except (psycopg.Error, PgkeepError) as exc:
+            logger.warning("row counts unavailable: %s", self._target.redact(str(exc).strip()))
+
+    def cancel(self) -> None:
+        if self._conn is not None:
+            self._conn.cancel_safe()
 
     def join(self) -> None:
-        self._thread.join(timeout=10)
+        self._thread.join()
 
-    def text(self) -> str:
-        data = b"".join(self._chunks)[-STDERR_TAIL_BYTES:]
-        return data.decode("utf-8", "replace").strip()
+    def result(self) -> dict[str, int] | None:
+        self.join()
+        return self._counts
+
+
+def _one(conn: psycopg.Connection[Any], query: str) -> Any:
+    row = conn.execute(query).fetchone()
+    return row[0] if row else None

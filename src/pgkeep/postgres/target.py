@@ -40,6 +40,12 @@ class Target:
         params.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
         return cls(params["dbname"], make_conninfo(**params), password)
 
+    def with_dbname(self, dbname: str) -> Target:
+        """The same server and credentials, another database."""
+        params = {k: str(v) for k, v in conninfo_to_dict(self.conninfo).items()}
+        params["dbname"] = dbname
+        return Target(dbname, make_conninfo(**params), self.password)
+
     @property
     def address(self) -> str:
         """host:port for messages (never the password)."""

@@ -77,6 +77,29 @@ def choose(tools: list[Tool], server_major: int, name: str) -> Tool:
     )
 
 
+def choose_reader(
+    tools_found: list[Tool], server_major: int, archive_major: int, name: str
+) -> Tool:
+    """psql/pg_restore for restoring an archive made by pg_dump `archive_major` into a server.
+
+    It must be at least as new as the archive (older ones cannot read newer
+    archives or meta-commands); among those, the server's own major is preferred.
+    """
+    usable = [t for t in tools_found if t.major >= archive_major]
+    same = [t for t in usable if t.major == server_major]
+    if same:
+        return same[0]
+    if usable:
+        return max(usable, key=lambda t: t.major)
+    need = max(server_major, archive_major)
+    raise ToolError(
+        f"no {name} can restore this backup: it was made by pg_dump {archive_major} "
+        f"for a PostgreSQL {server_major} server",
+        f"install the PostgreSQL {need} client tools (for example postgresql-client-{need}) "
+        f"or set PGKEEP_PG_BIN_DIR to a directory holding {name} {need} or newer",
+    )
+
+
 @functools.cache
 def tool_version(path: str) -> tuple[int, str] | None:
     """(major, full version) from `path --version`; None if it is not a PostgreSQL tool."""

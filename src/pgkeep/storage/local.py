@@ -73,9 +73,13 @@ class LocalStorage:
 
     def open_write(self, name: str) -> LocalWriter:
         final = self._path(name)
-        partial = self._path(name + PARTIAL_SUFFIX)
         if final.exists() or final.is_symlink():
             raise Conflict(f"backup {name!r} already exists")
+        return self._writer(name)
+
+    def _writer(self, name: str) -> LocalWriter:
+        final = self._path(name)
+        partial = self._path(name + PARTIAL_SUFFIX)
         try:
             fd = os.open(partial, _CREATE_FLAGS, 0o600)
         except FileExistsError as exc:
@@ -83,6 +87,13 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"cannot create backup {name!r}: {exc.strerror}") from exc
         return LocalWriter(fd, partial, final)
+
+    def put(self, name: str, data: bytes) -> None:
+        final = self._path(name)
+        with self._writer(name) as writer:
+            writer.write(data)
+            writer.commit(replace=True)
+        logger.debug("stored %s (%d bytes)", final.name, len(data))
 
     def delete(self, name: str) -> None:
         path = self._path(name)
@@ -158,13 +169,16 @@ class LocalWriter:
                 "no space left in the backup directory" if exc.errno == errno.ENOSPC else "",
             ) from exc
 
-    def commit(self) -> None:
+    def commit(self, *, replace: bool = False) -> None:
         try:
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
-            os.link(self._partial, self._final)  # fails rather than replace an existing backup
-            self._partial.unlink()
+            if replace:
+                self._partial.replace(self._final)
+            else:
+                os.link(self._partial, self._final)  # fails rather than replace an existing file
+                self._partial.unlink()
             _fsync_dir(self._final.parent)
         except FileExistsError as exc:
             raise Conflict(f"backup {self._final.name!r} already exists") from exc

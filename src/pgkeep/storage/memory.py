@@ -41,6 +41,11 @@ class MemoryStorage:
             self._writing.add(name)
         return MemoryWriter(self, name)
 
+    def put(self, name: str, data: bytes) -> None:
+        with self._lock:
+            self._version += 1
+            self._objects[name] = (bytes(data), self._clock(), self._version)
+
     def delete(self, name: str) -> None:
         with self._lock:
             if self._objects.pop(name, None) is None:

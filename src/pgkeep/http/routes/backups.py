@@ -1,4 +1,4 @@
-"""The spec's four backup routes: create, list, download, delete.
+"""The backup routes: the spec's create, list, download and delete, plus verify and restore.
 
 Names arrive through `{filename:path}` so that every traversal attempt
 (encoded slashes included) reaches name validation and gets a 400, not a
@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
 from pgkeep import formats
+from pgkeep.core.models import Compression, DumpFormat
 from pgkeep.core.ports import ReadHandle
 from pgkeep.core.service import BackupService
 from pgkeep.http import ranges
@@ -26,19 +27,32 @@ from pgkeep.http.schemas import (
     DeleteResponse,
     ErrorBody,
     ListResponse,
+    RestoreRequest,
+    RestoreResponse,
+    VerifyRequest,
+    VerifyResponse,
 )
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in [
-        (400, "Not a backup name"),
+
+def _errors(*codes: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody, "description": text} for code, text in codes}
+
+
+router = APIRouter(
+    prefix="/api/backup",
+    tags=["backups"],
+    responses=_errors(
+        (400, "Invalid input, such as a name that is not a backup name"),
         (401, "No authorization token, or an invalid one"),
         (403, "Access denied (not OWNER role)"),
         (404, "Backup not found"),
         (500, "Server error"),
-    ]
+    ),
+)
+CONTENT_TYPES = {
+    Compression.GZIP: "application/gzip",
+    Compression.ZSTD: "application/zstd",
 }
-router = APIRouter(prefix="/api/backup", tags=["backups"], responses=_ERRORS)
 
 
 def get_service(request: Request) -> BackupService:
@@ -52,12 +66,13 @@ Service = Annotated[BackupService, Depends(get_service)]
 @router.post(
     "/create",
     response_model=CreateResponse,
-    responses={409: {"model": ErrorBody, "description": "A backup is already running"}},
+    responses=_errors((409, "A backup is already running")),
 )
 def create_backup(
     service: Service, principal: Owner, body: CreateRequest | None = None
 ) -> CreateResponse:
-    return CreateResponse.of(service.create())
+    options = (body or CreateRequest()).options(service.defaults)
+    return CreateResponse.of(service.create(options, created_by=principal.sub))
 
 
 @router.get("/list", response_model=ListResponse)
@@ -72,7 +87,7 @@ def list_backups(service: Service, principal: Owner) -> ListResponse:
     responses={
         200: {"content": {"application/sql": {}}, "description": "The backup file"},
         206: {"content": {"application/sql": {}}, "description": "Part of the backup file"},
-        416: {"model": ErrorBody, "description": "Range not satisfiable"},
+        **_errors((416, "Range not satisfiable")),
     },
 )
 def download_backup(
@@ -103,12 +118,41 @@ def download_backup(
     if status == 206:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     headers["Content-Length"] = str(end - start)
+    media_type = CONTENT_TYPES.get(backup.compression, "application/sql")
+    if backup.format is DumpFormat.CUSTOM:
+        media_type = "application/octet-stream"
     return StreamingResponse(
-        _stream(handle, start, end),
-        status_code=status,
-        media_type="application/sql",
-        headers=headers,
+        _stream(handle, start, end), status_code=status, media_type=media_type, headers=headers
     )
+
+
+@router.post(
+    "/{filename:path}/verify",
+    response_model=VerifyResponse,
+    responses=_errors((409, "Conflict")),
+)
+def verify_backup(
+    filename: str, service: Service, principal: Owner, body: VerifyRequest | None = None
+) -> VerifyResponse:
+    verification = service.verify(filename, restore=(body or VerifyRequest()).restore)
+    return VerifyResponse.of(filename, verification)
+
+
+@router.post(
+    "/{filename:path}/restore",
+    response_model=RestoreResponse,
+    responses=_errors(
+        (409, "The target database exists (and replace was not confirmed)"),
+        (422, "The backup failed its integrity check; nothing was restored"),
+    ),
+)
+def restore_backup(
+    filename: str, body: RestoreRequest, service: Service, principal: Owner
+) -> RestoreResponse:
+    result = service.restore(
+        filename, body.targetDatabase, replace=body.replace, confirm=body.confirm
+    )
+    return RestoreResponse.of(filename, result)
 
 
 @router.delete("/{filename:path}", response_model=DeleteResponse)

@@ -112,3 +112,22 @@ def auth(token: str) -> dict[str, str]:
 
 def connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
     return psycopg.connect(url, autocommit=True)
+
+
+def backup_files(directory: Path) -> list[str]:
+    """What a backup directory holds besides pgkeep's own job records."""
+    if not directory.exists():
+        return []
+    return sorted(p.name for p in directory.iterdir() if p.name != "pgkeep-jobs.json")
+
+
+@pytest.fixture(scope="session")
+def slow_database(cluster: ThrowawayCluster) -> str:
+    """A database that takes several seconds to dump with gzip level 9 (about 100 MB of rows)."""
+    cluster.create_database("slow")
+    cluster.execute(
+        "CREATE TABLE big AS SELECT i, md5(i::text) || md5((i * 7)::text) AS a, random() AS r"
+        " FROM generate_series(1, 1000000) AS i; ANALYZE big;",
+        "slow",
+    )
+    return cluster.url("slow")

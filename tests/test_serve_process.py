@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -16,23 +19,14 @@ from pgkeep.postgres.cluster import ThrowawayCluster, _free_port
 from tests.conftest import SECRET
 
 
-@pytest.fixture
-def server(
-    database: str, backup_dir: Path, cluster: ThrowawayCluster, tmp_path: Path
-) -> Iterator[tuple[str, Path]]:
+@contextmanager
+def serving(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`python -m pgkeep serve` on a free port; yields its base URL."""
     port = _free_port()
-    log = tmp_path / "server.log"
-    env = {
-        **os.environ,
-        "PGKEEP_DATABASE_URL": database,
-        "PGKEEP_JWT_SECRET": SECRET,
-        "PGKEEP_BACKUP_DIR": str(backup_dir),
-        "PGKEEP_PG_BIN_DIR": str(cluster.bin_dir),
-    }
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pgkeep", "serve", "--port", str(port)],
-            env=env,
+            env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -47,23 +41,45 @@ def server(
                 time.sleep(0.1)
         else:
             raise AssertionError(log.read_text())
-        yield base, log
+        yield base
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
 
-def test_serve_process_round_trip_over_tcp(
-    server: tuple[str, Path], cluster: ThrowawayCluster, backup_dir: Path
-) -> None:
-    base, log = server
-    token = subprocess.run(
+def server_env(database: str, backup_dir: Path, cluster: ThrowawayCluster) -> dict[str, str]:
+    return {
+        "PGKEEP_DATABASE_URL": database,
+        "PGKEEP_JWT_SECRET": SECRET,
+        "PGKEEP_BACKUP_DIR": str(backup_dir),
+        "PGKEEP_PG_BIN_DIR": str(cluster.bin_dir),
+    }
+
+
+@pytest.fixture
+def server(
+    database: str, backup_dir: Path, cluster: ThrowawayCluster, tmp_path: Path
+) -> Iterator[tuple[str, Path]]:
+    log = tmp_path / "server.log"
+    with serving(server_env(database, backup_dir, cluster), log) as base:
+        yield base, log
+
+
+def _token() -> str:
+    return subprocess.run(
         [sys.executable, "-m", "pgkeep", "token", "--sub", "ci"],
         env={**os.environ, "PGKEEP_JWT_SECRET": SECRET},
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
+
+
+def test_serve_process_round_trip_over_tcp(
+    server: tuple[str, Path], cluster: ThrowawayCluster, backup_dir: Path
+) -> None:
+    base, log = server
+    token = _token()
     auth = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=base, timeout=60) as client:
         created = client.post("/api/backup/create", headers=auth).json()
@@ -87,3 +103,33 @@ def test_serve_process_round_trip_over_tcp(
     assert token not in text
     assert cluster.password not in text
     assert "server: uvicorn" not in str(headers).lower()
+
+
+def test_serve_process_progress_moves_over_sse(
+    slow_database: str, backup_dir: Path, cluster: ThrowawayCluster, tmp_path: Path
+) -> None:
+    env = server_env(slow_database, backup_dir, cluster)
+    env |= {"PGKEEP_DEFAULT_COMPRESSION": "gzip", "PGKEEP_DEFAULT_LEVEL": "9"}
+    auth = {"Authorization": f"Bearer {_token()}"}
+    events: list[tuple[float, str, dict[str, object]]] = []
+    with serving(env, tmp_path / "server.log") as base, httpx.Client(base_url=base) as client:
+        job = client.post("/api/backup/create?async=true", headers=auth).json()["job"]
+        url = f"/api/backup/jobs/{job['id']}/events"
+        with client.stream("GET", url, headers=auth, timeout=120) as stream:
+            name = ""
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: "):
+                    events.append((time.monotonic(), name, json.loads(line[6:])))
+    assert events[-1][1] == "end"
+    assert events[-1][2]["status"] == "succeeded"
+    moving = [(t, e["progress"]) for t, n, e in events if n == "progress"]
+    written = [p["bytesWritten"] for _, p in moving]  # type: ignore[index]
+    percents = [p["percent"] for _, p in moving if p["percent"]]  # type: ignore[index]
+    assert len(moving) >= 4, events
+    assert written == sorted(written)
+    assert len(set(written)) >= 4
+    assert len(set(percents)) >= 3
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(moving)]
+    assert min(gaps) >= 0.4  # at most every 0.5 s (with a little scheduling slack)

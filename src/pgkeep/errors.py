@@ -36,6 +36,10 @@ class Conflict(PgkeepError):
     pass
 
 
+class Cancelled(PgkeepError):
+    pass
+
+
 class InvalidInput(PgkeepError):
     pass
 

@@ -15,6 +15,7 @@ from pgkeep.config import Settings
 from pgkeep.http.app import create_app
 from pgkeep.postgres.cluster import ThrowawayCluster
 from tests.blocking import table_locked, wait_for_pg_dump_waiting
+from tests.conftest import backup_files
 
 pytestmark = pytest.mark.anyio
 ISO_MS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
@@ -139,7 +140,7 @@ async def test_delete_answers_the_spec(
         "message": "Backup deleted successfully",
         "filename": name,
     }
-    assert list(backup_dir.iterdir()) == []  # the manifest went with it
+    assert backup_files(backup_dir) == []  # the manifest went with it
     again = await api.delete(f"/api/backup/{name}", headers=auth)
     assert again.status_code == 404
     assert again.json() == {"error": f"backup {name!r} not found", "details": ""}
@@ -258,7 +259,7 @@ async def test_pg_dump_failure_is_500_with_stderr_tail_and_no_file(
     assert body["error"] == "cannot connect to database 'absent' at 127.0.0.1:" + str(cluster.port)
     assert 'database "absent" does not exist' in body["details"]
     assert cluster.password not in response.text
-    assert list(backup_dir.iterdir()) == []
+    assert backup_files(backup_dir) == []
 
 
 async def test_service_starts_and_lists_while_database_is_down(
@@ -300,7 +301,7 @@ async def test_startup_removes_partials_with_a_log_line(
     backup_dir.mkdir()
     (backup_dir / "backup-2024-12-09T10-30-45.sql.partial").write_text("crashed")
     create_app(settings)
-    assert list(backup_dir.iterdir()) == []
+    assert backup_files(backup_dir) == []
     assert any("backup-2024-12-09T10-30-45.sql.partial" in r.getMessage() for r in caplog.records)
 
 

@@ -24,11 +24,11 @@ from pgkeep.http.app import create_app
 from tests.conftest import SECRET
 
 pytestmark = pytest.mark.anyio
-NOW = datetime.now(UTC)
 
 
 def _claims(**changes: Any) -> dict[str, Any]:
-    claims: dict[str, Any] = {"sub": "alice", "role": "OWNER", "exp": NOW + timedelta(hours=1)}
+    exp = datetime.now(UTC) + timedelta(hours=1)
+    claims: dict[str, Any] = {"sub": "alice", "role": "OWNER", "exp": exp}
     claims.update(changes)
     return {k: v for k, v in claims.items() if v is not None}
 
@@ -59,39 +59,45 @@ def _hs512(claims: dict[str, Any]) -> str:
         return jwt.encode(claims, SECRET, "HS512")
 
 
-HS_CASES: dict[str, tuple[dict[str, str], int]] = {
-    "valid": (_bearer(jwt.encode(_claims(), SECRET, "HS256")), 200),
-    "no header": ({}, 401),
-    "basic scheme": ({"Authorization": "Basic YWxpY2U6cHc="}, 401),
-    "empty bearer": ({"Authorization": "Bearer "}, 401),
-    "garbage": (_bearer("not.a.jwt"), 401),
-    "alg none": (_bearer(_unsigned(_claims())), 401),
-    "wrong key": (_bearer(jwt.encode(_claims(), SECRET + "x", "HS256")), 401),
-    "HS512 not pinned": (_bearer(_hs512(_claims())), 401),
-    "expired": (_bearer(jwt.encode(_claims(exp=NOW - timedelta(minutes=5)), SECRET, "HS256")), 401),
-    "expired within leeway": (
-        _bearer(jwt.encode(_claims(exp=NOW - timedelta(seconds=5)), SECRET, "HS256")),
-        200,
-    ),
-    "no exp": (_bearer(jwt.encode(_claims(exp=None), SECRET, "HS256")), 401),
-    "nbf in future": (
-        _bearer(jwt.encode(_claims(nbf=NOW + timedelta(minutes=5)), SECRET, "HS256")),
-        401,
-    ),
-    "iat in future": (
-        _bearer(jwt.encode(_claims(iat=NOW + timedelta(minutes=5)), SECRET, "HS256")),
-        401,
-    ),
-    "wrong role": (_bearer(jwt.encode(_claims(role="ADMIN"), SECRET, "HS256")), 403),
-    "lowercase role": (_bearer(jwt.encode(_claims(role="owner"), SECRET, "HS256")), 403),
-    "role in a list": (_bearer(jwt.encode(_claims(role=["OWNER"]), SECRET, "HS256")), 403),
-    "no role": (_bearer(jwt.encode(_claims(role=None), SECRET, "HS256")), 403),
-}
+def _hs_cases() -> dict[str, tuple[dict[str, str], int]]:
+    """Minted when the test runs, so expiry is relative to then."""
+    now = datetime.now(UTC)
+    return {
+        "valid": (_bearer(jwt.encode(_claims(), SECRET, "HS256")), 200),
+        "no header": ({}, 401),
+        "basic scheme": ({"Authorization": "Basic YWxpY2U6cHc="}, 401),
+        "empty bearer": ({"Authorization": "Bearer "}, 401),
+        "garbage": (_bearer("not.a.jwt"), 401),
+        "alg none": (_bearer(_unsigned(_claims())), 401),
+        "wrong key": (_bearer(jwt.encode(_claims(), SECRET + "x", "HS256")), 401),
+        "HS512 not pinned": (_bearer(_hs512(_claims())), 401),
+        "expired": (
+            _bearer(jwt.encode(_claims(exp=now - timedelta(minutes=5)), SECRET, "HS256")),
+            401,
+        ),
+        "expired within leeway": (
+            _bearer(jwt.encode(_claims(exp=now - timedelta(seconds=5)), SECRET, "HS256")),
+            200,
+        ),
+        "no exp": (_bearer(jwt.encode(_claims(exp=None), SECRET, "HS256")), 401),
+        "nbf in future": (
+            _bearer(jwt.encode(_claims(nbf=now + timedelta(minutes=5)), SECRET, "HS256")),
+            401,
+        ),
+        "iat in future": (
+            _bearer(jwt.encode(_claims(iat=now + timedelta(minutes=5)), SECRET, "HS256")),
+            401,
+        ),
+        "wrong role": (_bearer(jwt.encode(_claims(role="ADMIN"), SECRET, "HS256")), 403),
+        "lowercase role": (_bearer(jwt.encode(_claims(role="owner"), SECRET, "HS256")), 403),
+        "role in a list": (_bearer(jwt.encode(_claims(role=["OWNER"]), SECRET, "HS256")), 403),
+        "no role": (_bearer(jwt.encode(_claims(role=None), SECRET, "HS256")), 403),
+    }
 
 
-@pytest.mark.parametrize("case", list(HS_CASES))
+@pytest.mark.parametrize("case", list(_hs_cases()))
 async def test_hs256_tokens(settings: Settings, case: str) -> None:
-    headers, expected = HS_CASES[case]
+    headers, expected = _hs_cases()[case]
     response = await _status(settings, headers)
     assert response.status_code == expected, response.text
     if expected != 200:

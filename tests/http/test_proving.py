@@ -11,6 +11,7 @@ import pytest
 import zstandard
 
 from pgkeep.postgres.cluster import ThrowawayCluster
+from tests.conftest import backup_files
 
 pytestmark = pytest.mark.anyio
 
@@ -97,7 +98,7 @@ async def test_create_refuses_bad_options(
     response = await api.post("/api/backup/create", headers=auth, json=body)
     assert response.status_code == 400, response.text
     assert set(response.json()) == {"error", "details"}
-    assert not backup_dir.exists() or list(backup_dir.iterdir()) == []
+    assert backup_files(backup_dir) == []
 
 
 async def test_verify_a_good_backup_and_record_it(

@@ -10,9 +10,12 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pgkeep.core.models import BackupOptions, DumpFormat, StoredObject
+
+if TYPE_CHECKING:
+    from pgkeep.core.jobs import Control
 
 Opener = Callable[[], Iterable[bytes]]
 
@@ -88,7 +91,9 @@ class Dumper(Protocol):
         """The target database's name, for messages and logs."""
         ...
 
-    def dump(self, options: BackupOptions) -> AbstractContextManager[DumpStream]:
+    def dump(
+        self, options: BackupOptions, control: Control | None = None
+    ) -> AbstractContextManager[DumpStream]:
         """Start a dump; its chunks raise DumpFailed at their end if the dump failed.
 
         Leaving the context ends the dump process whether or not it finished.

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from pgkeep.core.compression import decompressor, transform
+from pgkeep.core.jobs import Control
 from pgkeep.core.models import (
     Backup,
     Check,
@@ -25,7 +26,7 @@ from pgkeep.core.models import (
     Verification,
 )
 from pgkeep.core.ports import Restorer, Storage
-from pgkeep.errors import Conflict, Corrupt, InvalidInput, PgkeepError, RestoreFailed
+from pgkeep.errors import Cancelled, Conflict, Corrupt, InvalidInput, PgkeepError, RestoreFailed
 
 logger = logging.getLogger(__name__)
 
@@ -34,27 +35,39 @@ _RESERVED_DATABASES = {"template0", "template1"}
 _NO_MANIFEST = "no manifest: nothing to compare with"
 
 
-def stored_chunks(storage: Storage, name: str) -> Iterator[bytes]:
+def stored_chunks(storage: Storage, name: str, control: Control | None = None) -> Iterator[bytes]:
+    """The stored bytes; with a control, each chunk checks for cancel and reports progress."""
     handle = storage.open_read(name)
+    done = 0
     try:
-        yield from handle.iter_range(0, handle.info.size_bytes)
+        if control is not None:
+            control.expected_bytes = handle.info.size_bytes
+        for chunk in handle.iter_range(0, handle.info.size_bytes):
+            if control is not None:
+                control.check()
+                done += len(chunk)
+                control.report(bytes_written=done)
+            yield chunk
     finally:
         handle.close()
 
 
-def content(storage: Storage, backup: Backup) -> Iterator[bytes]:
+def content(storage: Storage, backup: Backup, control: Control | None = None) -> Iterator[bytes]:
     """The dump itself: stored bytes, decompressed."""
-    return transform(decompressor(backup.stream_compression), stored_chunks(storage, backup.name))
+    chunks = stored_chunks(storage, backup.name, control)
+    return transform(decompressor(backup.stream_compression), chunks)
 
 
-def integrity_checks(storage: Storage, backup: Backup) -> list[Check]:
+def integrity_checks(
+    storage: Storage, backup: Backup, control: Control | None = None
+) -> list[Check]:
     """One pass over the stored bytes: their sha256 against the manifest, and a full decode."""
     digest = hashlib.sha256()
     codec = decompressor(backup.stream_compression)
     decoded = 0
     problem = ""
     try:
-        for chunk in stored_chunks(storage, backup.name):
+        for chunk in stored_chunks(storage, backup.name, control):
             digest.update(chunk)
             decoded += len(codec.process(chunk))
         codec.finish()
@@ -76,14 +89,19 @@ def integrity_checks(storage: Storage, backup: Backup) -> list[Check]:
 
 
 def verify(
-    storage: Storage, backup: Backup, scratch: Restorer | None, restore: bool, now: datetime
+    storage: Storage,
+    backup: Backup,
+    scratch: Restorer | None,
+    restore: bool,
+    now: datetime,
+    control: Control | None = None,
 ) -> Verification:
-    checks = integrity_checks(storage, backup)
+    checks = integrity_checks(storage, backup, control)
     intact = all(c.ok for c in checks if c.name == "readable")
     if intact and backup.format is DumpFormat.CUSTOM and scratch is not None:
         checks.append(_archive_check(storage, backup, scratch))
     if restore:
-        checks.append(_restore_check(storage, backup, scratch))
+        checks.append(_restore_check(storage, backup, scratch, control))
     return Verification(all(c.ok for c in checks), now, tuple(checks))
 
 
@@ -94,6 +112,7 @@ def restore(
     target: str,
     replace: bool,
     confirm: str | None,
+    control: Control | None = None,
 ) -> RestoreResult:
     _validate_database(target, replace, confirm)
     if not replace and restorer.exists(target):
@@ -111,7 +130,7 @@ def restore(
     staging = "pgkeep_restore_" + secrets.token_hex(6)
     restorer.create(staging)
     try:
-        tables = _load_and_compare(storage, backup, restorer, staging)
+        tables = _load_and_compare(storage, backup, restorer, staging, control)
         if replace:
             restorer.drop(target)
         restorer.rename(staging, target)
@@ -135,9 +154,17 @@ def _validate_database(target: str, replace: bool, confirm: str | None) -> None:
 
 
 def _load_and_compare(
-    storage: Storage, backup: Backup, restorer: Restorer, database: str
+    storage: Storage,
+    backup: Backup,
+    restorer: Restorer,
+    database: str,
+    control: Control | None = None,
 ) -> tuple[TableComparison, ...]:
-    restorer.load(database, backup.format, _archive_major(backup), lambda: content(storage, backup))
+    restorer.load(
+        database, backup.format, _archive_major(backup), lambda: content(storage, backup, control)
+    )
+    if control is not None:
+        control.check()
     actual = restorer.row_counts(database)
     expected = backup.manifest.row_counts if backup.manifest else None
     tables = tuple(
@@ -161,13 +188,17 @@ def _archive_check(storage: Storage, backup: Backup, scratch: Restorer) -> Check
     return Check("archive", True, details)
 
 
-def _restore_check(storage: Storage, backup: Backup, scratch: Restorer | None) -> Check:
+def _restore_check(
+    storage: Storage, backup: Backup, scratch: Restorer | None, control: Control | None
+) -> Check:
     if scratch is None:
         return Check("restore", False, "no server configured for test restores")
     database = "pgkeep_verify_" + secrets.token_hex(6)
     try:
         scratch.create(database)
-        tables = _load_and_compare(storage, backup, scratch, database)
+        tables = _load_and_compare(storage, backup, scratch, database, control)
+    except Cancelled:
+        raise
     except PgkeepError as exc:
         return Check("restore", False, f"{exc.message}: {exc.details}".strip(": "))
     finally:

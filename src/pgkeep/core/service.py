@@ -13,9 +13,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from pgkeep.core import naming, proving, retention
 from pgkeep.core.compression import compressor
+from pgkeep.core.jobs import Control, Job, JobKind, JobRunner
 from pgkeep.core.manifests import ManifestStore
 from pgkeep.core.models import (
     Backup,
@@ -26,7 +28,7 @@ from pgkeep.core.models import (
     Verification,
 )
 from pgkeep.core.ports import Dumper, DumpStream, ReadHandle, Restorer, Storage
-from pgkeep.errors import Conflict, DumpFailed, PgkeepError
+from pgkeep.errors import Cancelled, Conflict, DumpFailed, PgkeepError
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +69,54 @@ class BackupService:
         self._clock = clock
         self._manifests = ManifestStore(storage)
         self._create_lock = threading.Lock()
+        self.jobs = JobRunner(storage, clock)
 
     @property
     def target(self) -> str:
         return self._dumper.target
 
-    def create(self, options: BackupOptions | None = None, created_by: str = "") -> Backup:
+    def start_create(self, options: BackupOptions | None = None, created_by: str = "") -> Job:
+        """Create as a job; a second while one runs is refused with Conflict naming it."""
+
+        def work(control: Control) -> tuple[str | None, Any]:
+            backup = self.create(options, created_by, control)
+            return backup.name, backup
+
+        return self.jobs.submit(JobKind.CREATE, work, created_by=created_by, exclusive=True)
+
+    def start_verify(self, name: str, *, restore: bool = False, created_by: str = "") -> Job:
+        self.get(name)  # 400/404 now, not in the job
+
+        def work(control: Control) -> tuple[str | None, Any]:
+            return name, self.verify(name, restore=restore, control=control)
+
+        return self.jobs.submit(JobKind.VERIFY, work, filename=name, created_by=created_by)
+
+    def start_restore(
+        self,
+        name: str,
+        target_database: str,
+        *,
+        replace: bool = False,
+        confirm: str | None = None,
+        created_by: str = "",
+    ) -> Job:
+        self.get(name)
+
+        def work(control: Control) -> tuple[str | None, Any]:
+            result = self.restore(
+                name, target_database, replace=replace, confirm=confirm, control=control
+            )
+            return name, result
+
+        return self.jobs.submit(JobKind.RESTORE, work, filename=name, created_by=created_by)
+
+    def create(
+        self,
+        options: BackupOptions | None = None,
+        created_by: str = "",
+        control: Control | None = None,
+    ) -> Backup:
         """Dump the target into a new backup; a concurrent create is refused with Conflict."""
         if not self._create_lock.acquire(blocking=False):
             raise Conflict(
@@ -80,7 +124,7 @@ class BackupService:
                 "wait for it to finish, then try again",
             )
         try:
-            backup = self._create_locked(options or self.defaults, created_by)
+            backup = self._create_locked(options or self.defaults, created_by, control)
         finally:
             self._create_lock.release()
         self._apply_retention(keep=backup.name)
@@ -108,11 +152,15 @@ class BackupService:
         self._manifests.delete(name)
         logger.info("backup deleted target=%s backup=%s", self.target, name)
 
-    def verify(self, name: str, *, restore: bool = False) -> Verification:
+    def verify(
+        self, name: str, *, restore: bool = False, control: Control | None = None
+    ) -> Verification:
         """Check a backup (checksum, full read, optionally a test restore) and record the result."""
         backup = self.get(name)
         scratch = self._restorers.scratch if self._restorers else None
-        verification = proving.verify(self._storage, backup, scratch, restore, self._clock())
+        verification = proving.verify(
+            self._storage, backup, scratch, restore, self._clock(), control
+        )
         if backup.manifest is not None:
             self._manifests.record(backup.manifest, verification)
         logger.info(
@@ -125,14 +173,26 @@ class BackupService:
         return verification
 
     def restore(
-        self, name: str, target_database: str, *, replace: bool = False, confirm: str | None = None
+        self,
+        name: str,
+        target_database: str,
+        *,
+        replace: bool = False,
+        confirm: str | None = None,
+        control: Control | None = None,
     ) -> RestoreResult:
         """Restore a backup into a new database (or, confirmed, in place of an existing one)."""
         if self._restorers is None:
             raise PgkeepError("restore is not configured for this service")
         backup = self.get(name)
         result = proving.restore(
-            self._storage, backup, self._restorers.target, target_database, replace, confirm
+            self._storage,
+            backup,
+            self._restorers.target,
+            target_database,
+            replace,
+            confirm,
+            control,
         )
         logger.info(
             "backup restored target=%s backup=%s into=%s duration_ms=%d",
@@ -143,8 +203,14 @@ class BackupService:
         )
         return result
 
+    def recover(self) -> builtins.list[str]:
+        """At start, before serving: clean up after a crash and fail interrupted jobs."""
+        removed = self.remove_partials()
+        self.jobs.recover()
+        return removed
+
     def remove_partials(self) -> builtins.list[str]:
-        """Remove what interrupted creates left behind (at start, before serving)."""
+        """Remove what interrupted creates left behind."""
         removed = self._storage.remove_partials()
         for name in removed:
             logger.warning("removed partial backup left by an interrupted create: %s", name)
@@ -154,10 +220,12 @@ class BackupService:
             removed.append(name)
         return removed
 
-    def _create_locked(self, options: BackupOptions, created_by: str) -> Backup:
+    def _create_locked(
+        self, options: BackupOptions, created_by: str, control: Control | None
+    ) -> Backup:
         started_at = self._clock().astimezone(UTC)
         started = time.monotonic()
-        with self._dumper.dump(options) as stream:
+        with self._dumper.dump(options, control) as stream:
             taken = {obj.name for obj in self._storage.list()}
             name = naming.make_name(started_at, taken, options.extension)
             logger.info(
@@ -167,9 +235,14 @@ class BackupService:
                 options.format,
                 options.compression,
             )
+            if control is not None:
+                control.name(name)
             try:
-                manifest = self._write(name, stream, options, started_at, created_by)
+                manifest = self._write(name, stream, options, started_at, created_by, control)
             except PgkeepError as exc:
+                if control is not None and control.cancelled.is_set():
+                    logger.warning("backup cancelled target=%s backup=%s", self.target, name)
+                    raise Cancelled(f"backup {name!r} was cancelled; nothing was kept") from None
                 logger.error(
                     "backup failed target=%s backup=%s error=%s", self.target, name, exc.message
                 )
@@ -190,6 +263,7 @@ class BackupService:
         options: BackupOptions,
         started_at: datetime,
         created_by: str,
+        control: Control | None,
     ) -> Manifest:
         codec = compressor(options.stream_compression, options.effective_level)
         digest = hashlib.sha256()
@@ -197,6 +271,9 @@ class BackupService:
         with self._storage.open_write(name) as writer:
             for chunk in stream.chunks:
                 raw += len(chunk)
+                if control is not None:
+                    control.check()
+                    control.report(bytes_written=raw)
                 if out := codec.process(chunk):
                     digest.update(out)
                     writer.write(out)

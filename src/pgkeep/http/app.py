@@ -10,12 +10,13 @@ from pgkeep.core.service import BackupService, Restorers
 from pgkeep.errors import ConfigError, StorageError
 from pgkeep.http import errors
 from pgkeep.http.access_log import AccessLogMiddleware
-from pgkeep.http.routes import backups, health
+from pgkeep.http.routes import backups, health, jobs
 from pgkeep.postgres import tools
 from pgkeep.postgres.dump import PgDumper
 from pgkeep.postgres.restore import PgRestorer
 from pgkeep.postgres.target import Target
 from pgkeep.storage import LocalStorage
+from pgkeep.tickets import TicketIssuer
 from pgkeep.tokens import TokenVerifier
 
 
@@ -54,12 +55,14 @@ def create_app(settings: Settings, service: BackupService | None = None) -> Fast
     """
     settings.check_for_serving()
     service = service if service is not None else build_service(settings)
-    service.remove_partials()
+    service.recover()
     app = FastAPI(title="pgkeep", version=__version__, summary="PostgreSQL backups you can trust")
     app.state.service = service
     app.state.verifier = TokenVerifier(settings)
+    app.state.tickets = TicketIssuer()
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(jobs.router)  # before backups: DELETE /api/backup/{filename:path}
     app.include_router(backups.router)
     app.add_middleware(AccessLogMiddleware)
     return app

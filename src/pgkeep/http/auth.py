@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from pgkeep.errors import AuthError
+from pgkeep.tickets import TicketIssuer
 from pgkeep.tokens import Principal, TokenVerifier
 
 
@@ -33,11 +34,17 @@ async def require_owner(request: Request) -> Principal:
     return await _verify(request, _bearer(request))
 
 
-async def require_owner_allow_query(request: Request) -> Principal:
-    """As require_owner, but also accepts `?token=` (the spec's browser download)."""
+async def require_download_access(request: Request) -> Principal:
+    """The download route: a bearer token, `?token=` (the spec's browser download), or a
+    single-use `?ticket=` bound to the requested file."""
+    ticket = request.query_params.get("ticket")
+    if ticket is not None:
+        issuer: TicketIssuer = request.app.state.tickets
+        sub = issuer.redeem(ticket, request.path_params.get("filename", ""))
+        return Principal(sub=sub, role="OWNER")
     token = _bearer(request) or request.query_params.get("token")
     return await _verify(request, token)
 
 
 Owner = Annotated[Principal, Depends(require_owner)]
-OwnerOrQueryToken = Annotated[Principal, Depends(require_owner_allow_query)]
+DownloadAccess = Annotated[Principal, Depends(require_download_access)]

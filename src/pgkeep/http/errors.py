@@ -21,6 +21,7 @@ STATUS: dict[type[errors.PgkeepError], int] = {
     errors.PgkeepError: 500,
     errors.NotFound: 404,
     errors.Conflict: 409,
+    errors.Cancelled: 409,
     errors.InvalidInput: 400,
     errors.Corrupt: 422,
     errors.AuthError: 401,

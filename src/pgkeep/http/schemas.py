@@ -180,5 +180,10 @@ class RestoreResponse(BaseModel):
         )
 
 
+class DownloadLinkResponse(BaseModel):
+    url: str
+    expiresAt: str  # noqa: N815
+
+
 class HealthResponse(BaseModel):
     status: str = "ok"

@@ -11,9 +11,10 @@ snapshot pg_dump is importing.
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +22,7 @@ from typing import IO, Any
 import psycopg
 from psycopg import sql
 
+from pgkeep.core.jobs import Control
 from pgkeep.core.models import BackupOptions, Compression, DumpFormat
 from pgkeep.errors import DumpFailed, PgkeepError
 from pgkeep.postgres import catalog, server, tools
@@ -33,11 +35,17 @@ CHUNK_SIZE = 256 * 1024
 
 
 def dump_argv(
-    pg_dump: Path, conninfo: str, options: BackupOptions | None = None, snapshot: str | None = None
+    pg_dump: Path,
+    conninfo: str,
+    options: BackupOptions | None = None,
+    snapshot: str | None = None,
+    verbose: bool = False,
 ) -> list[str]:
     """pg_dump to stdout; the conninfo carries no password, and none is ever prompted for."""
     options = options or BackupOptions()
     argv = [str(pg_dump), f"--format={options.format}", "--no-password"]
+    if verbose:
+        argv.append("--verbose")  # one stderr line per table: progress
     if options.format is DumpFormat.CUSTOM:
         level = options.effective_level if options.compression is Compression.GZIP else 0
         argv.append(f"--compress={level}")  # custom archives: pg_dump's internal gzip
@@ -74,20 +82,25 @@ class PgDumper:
         return self._target.dbname
 
     @contextmanager
-    def dump(self, options: BackupOptions | None = None) -> Iterator[PgDumpStream]:
+    def dump(
+        self, options: BackupOptions | None = None, control: Control | None = None
+    ) -> Iterator[PgDumpStream]:
         with server.connect(self._target, autocommit=False) as conn:
             found = tools.find_tools("pg_dump", self._bin_dirs)
             tool = tools.choose(found, server.major_of(conn), "pg_dump")
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             snapshot = str(_one(conn, "SELECT pg_export_snapshot()"))
             counter = _Counter(self._target, snapshot, self._count_max_bytes)
-            argv = dump_argv(tool.path, self._target.conninfo, options, snapshot)
+            on_line = _expect(conn, control) if control is not None else None
+            argv = dump_argv(tool.path, self._target.conninfo, options, snapshot, bool(on_line))
             proc = spawn(
                 argv, self._target.child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
             )
             assert proc.stdout is not None  # noqa: S101 (PIPE)
             assert proc.stderr is not None  # noqa: S101 (PIPE)
-            tail = StderrTail(proc.stderr)
+            if control is not None:
+                control.on_cancel(proc.kill)
+            tail = StderrTail(proc.stderr, on_line)
             try:
                 chunks = self._chunks(proc, proc.stdout, tail)
                 yield PgDumpStream(chunks, server.version_of(conn), tool.version, counter)
@@ -128,6 +141,7 @@ class _Counter:
         self._max_bytes = max_bytes
         self._conn: psycopg.Connection[Any] | None = None
         self._counts: dict[str, int] | None = None
+        self._cancelled = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -146,9 +160,11 @@ class _Counter:
                 self._counts = catalog.row_counts(conn)
                 conn.rollback()
         except (psycopg.Error, PgkeepError) as exc:
-            logger.warning("row counts unavailable: %s", self._target.redact(str(exc).strip()))
+            level = logging.DEBUG if self._cancelled else logging.WARNING
+            logger.log(level, "row counts unavailable: %s", self._target.redact(str(exc).strip()))
 
     def cancel(self) -> None:
+        self._cancelled = True
         if self._conn is not None:
             self._conn.cancel_safe()
 
@@ -158,6 +174,33 @@ class _Counter:
     def result(self) -> dict[str, int] | None:
         self.join()
         return self._counts
+
+
+_TABLE_LINE = re.compile(r"dumping contents of table ")
+
+
+def _expect(conn: psycopg.Connection[Any], control: Control) -> Callable[[str], None]:
+    """Tell the control what to expect (tables, heap bytes); return the stderr line counter."""
+    # relpages (kept by VACUUM/ANALYZE), not pg_relation_size(): that takes a lock on
+    # every table, and would wait behind any exclusive lock before pg_dump even starts.
+    row = conn.execute(
+        "SELECT count(*), coalesce(sum(c.relpages::bigint), 0) * current_setting('block_size')::int"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+    ).fetchone()
+    tables, heap_bytes = (int(row[0]), int(row[1])) if row else (0, 0)
+    # Text dumps run close to heap size; plus a floor so tiny databases do not show 99% at once.
+    control.expected_bytes = max(heap_bytes, 1_000_000)
+    control.report(tables_total=tables)
+    done = 0
+
+    def on_line(line: str) -> None:
+        nonlocal done
+        if _TABLE_LINE.search(line):
+            done += 1
+            control.report(tables_done=done)
+
+    return on_line
 
 
 def _one(conn: psycopg.Connection[Any], query: str) -> Any:

@@ -6,7 +6,7 @@ import collections
 import contextlib
 import subprocess
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -18,19 +18,28 @@ STDERR_TAIL_BYTES = 4096
 class StderrTail:
     """Drains a child's stderr on a thread, keeping only its last few KiB."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], on_line: Callable[[str], None] | None = None) -> None:
         self._chunks: collections.deque[bytes] = collections.deque()
         self._size = 0
+        self._on_line = on_line
+        self._partial = b""
         self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
         self._thread.start()
 
     def _drain(self, stream: IO[bytes]) -> None:
         with stream:
             while chunk := stream.read1(4096):  # type: ignore[attr-defined]
+                if self._on_line is not None:
+                    self._lines(chunk)
                 self._chunks.append(chunk)
                 self._size += len(chunk)
                 while self._size - len(self._chunks[0]) >= STDERR_TAIL_BYTES:
                     self._size -= len(self._chunks.popleft())
+
+    def _lines(self, chunk: bytes) -> None:
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        for line in lines:
+            self._on_line(line.decode("utf-8", "replace"))  # type: ignore[misc]
 
     def join(self) -> None:
         self._thread.join(timeout=10)

@@ -8,23 +8,27 @@ routing 404.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from pgkeep import formats
+from pgkeep.core.jobs import Job, job_json
 from pgkeep.core.models import Compression, DumpFormat
 from pgkeep.core.ports import ReadHandle
 from pgkeep.core.service import BackupService
+from pgkeep.errors import PgkeepError
 from pgkeep.http import ranges
-from pgkeep.http.auth import Owner, OwnerOrQueryToken
+from pgkeep.http.auth import DownloadAccess, Owner
 from pgkeep.http.errors import error_response
 from pgkeep.http.schemas import (
     BackupItem,
     CreateRequest,
     CreateResponse,
     DeleteResponse,
+    DownloadLinkResponse,
     ErrorBody,
     ListResponse,
     RestoreRequest,
@@ -61,18 +65,53 @@ def get_service(request: Request) -> BackupService:
 
 
 Service = Annotated[BackupService, Depends(get_service)]
+AsyncFlag = Annotated[
+    bool, Query(alias="async", description="Answer 202 with a job instead of waiting")
+]
+ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {"description": "Accepted: a job was started (with ?async=true)"}
+}
+
+
+def _wants_async(request: Request, flag: bool) -> bool:
+    return flag or "respond-async" in request.headers.get("prefer", "").lower()
+
+
+def _accepted(job: Job) -> JSONResponse:
+    return JSONResponse(
+        {"success": True, "job": job_json(job)},
+        status_code=202,
+        headers={"Location": f"/api/backup/jobs/{job.id}", "Cache-Control": "no-store"},
+    )
+
+
+def _outcome(service: BackupService, job: Job) -> Any:
+    """Wait for a job started on behalf of a synchronous request; its result or its error."""
+    job = service.jobs.wait(job.id)
+    if isinstance(job.result, PgkeepError):
+        raise job.result
+    if job.result is None or isinstance(job.result, BaseException):
+        raise PgkeepError(job.error or "the job failed", job.details)
+    return job.result
 
 
 @router.post(
     "/create",
     response_model=CreateResponse,
-    responses=_errors((409, "A backup is already running")),
+    responses={**_errors((409, "A backup is already running")), **ACCEPTED},
 )
 def create_backup(
-    service: Service, principal: Owner, body: CreateRequest | None = None
-) -> CreateResponse:
+    request: Request,
+    service: Service,
+    principal: Owner,
+    body: CreateRequest | None = None,
+    run_async: AsyncFlag = False,
+) -> Any:
     options = (body or CreateRequest()).options(service.defaults)
-    return CreateResponse.of(service.create(options, created_by=principal.sub))
+    job = service.start_create(options, created_by=principal.sub)
+    if _wants_async(request, run_async):
+        return _accepted(job)
+    return CreateResponse.of(_outcome(service, job))
 
 
 @router.get("/list", response_model=ListResponse)
@@ -91,7 +130,7 @@ def list_backups(service: Service, principal: Owner) -> ListResponse:
     },
 )
 def download_backup(
-    filename: str, request: Request, service: Service, principal: OwnerOrQueryToken
+    filename: str, request: Request, service: Service, principal: DownloadAccess
 ) -> Response:
     backup, handle = service.open(filename)
     size = backup.size_bytes
@@ -129,13 +168,21 @@ def download_backup(
 @router.post(
     "/{filename:path}/verify",
     response_model=VerifyResponse,
-    responses=_errors((409, "Conflict")),
+    responses=ACCEPTED,
 )
 def verify_backup(
-    filename: str, service: Service, principal: Owner, body: VerifyRequest | None = None
-) -> VerifyResponse:
-    verification = service.verify(filename, restore=(body or VerifyRequest()).restore)
-    return VerifyResponse.of(filename, verification)
+    filename: str,
+    request: Request,
+    service: Service,
+    principal: Owner,
+    body: VerifyRequest | None = None,
+    run_async: AsyncFlag = False,
+) -> Any:
+    restore = (body or VerifyRequest()).restore
+    job = service.start_verify(filename, restore=restore, created_by=principal.sub)
+    if _wants_async(request, run_async):
+        return _accepted(job)
+    return VerifyResponse.of(filename, _outcome(service, job))
 
 
 @router.post(
@@ -144,15 +191,37 @@ def verify_backup(
     responses=_errors(
         (409, "The target database exists (and replace was not confirmed)"),
         (422, "The backup failed its integrity check; nothing was restored"),
-    ),
+    )
+    | ACCEPTED,
 )
 def restore_backup(
-    filename: str, body: RestoreRequest, service: Service, principal: Owner
-) -> RestoreResponse:
-    result = service.restore(
-        filename, body.targetDatabase, replace=body.replace, confirm=body.confirm
+    filename: str,
+    body: RestoreRequest,
+    request: Request,
+    service: Service,
+    principal: Owner,
+    run_async: AsyncFlag = False,
+) -> Any:
+    job = service.start_restore(
+        filename,
+        body.targetDatabase,
+        replace=body.replace,
+        confirm=body.confirm,
+        created_by=principal.sub,
     )
-    return RestoreResponse.of(filename, result)
+    if _wants_async(request, run_async):
+        return _accepted(job)
+    return RestoreResponse.of(filename, _outcome(service, job))
+
+
+@router.post("/download-link/{filename:path}", response_model=DownloadLinkResponse)
+def download_link(filename: str, request: Request, service: Service, principal: Owner) -> Any:
+    backup = service.get(filename)
+    ticket, expires = request.app.state.tickets.issue(backup.name, principal.sub)
+    return DownloadLinkResponse(
+        url=f"/api/backup/download/{backup.name}?ticket={ticket}",
+        expiresAt=formats.iso_ms(datetime.fromtimestamp(expires, UTC)),
+    )
 
 
 @router.delete("/{filename:path}", response_model=DeleteResponse)

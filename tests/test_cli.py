@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pty
+import subprocess
+import sys
 from pathlib import Path
 
 import jwt
@@ -91,3 +96,54 @@ def test_cli_create_verify_restore(
     (env / name).write_bytes((env / name).read_bytes()[:100])
     assert main(["backup", "verify", name]) == 6
     assert "FAIL sha256" in capsys.readouterr().out
+
+
+def test_cli_create_prints_progress_lines_when_not_a_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    slow_database: str,
+    backup_dir: Path,
+    cluster: ThrowawayCluster,
+) -> None:
+    monkeypatch.setenv("PGKEEP_DATABASE_URL", slow_database)
+    monkeypatch.setenv("PGKEEP_BACKUP_DIR", str(backup_dir))
+    monkeypatch.setenv("PGKEEP_PG_BIN_DIR", str(cluster.bin_dir))
+    assert main(["backup", "create", "--compression", "gzip", "--level", "9"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("progress: ")]
+    assert len(lines) >= 3
+    sizes = [float(line.split()[1]) for line in lines]
+    assert sizes == sorted(sizes)
+    assert sizes[0] < sizes[-1]
+    assert lines[-1].endswith(", done")
+    assert "1/1 tables" in lines[-1]
+
+
+def test_cli_create_draws_a_bar_on_a_terminal(
+    database: str, backup_dir: Path, cluster: ThrowawayCluster
+) -> None:
+    env = {
+        **os.environ,
+        "PGKEEP_DATABASE_URL": database,
+        "PGKEEP_BACKUP_DIR": str(backup_dir),
+        "PGKEEP_PG_BIN_DIR": str(cluster.bin_dir),
+        "COLUMNS": "120",
+    }
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pgkeep", "backup", "create"],
+        env=env,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    output = b""
+    with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+        while chunk := os.read(leader, 65536):
+            output += chunk
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0
+    text = output.decode("utf-8", "replace")
+    assert "━" in text  # rich's bar
+    assert "progress: " not in text
+    assert ".sql\t" in text

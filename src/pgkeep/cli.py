@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pgkeep import errors, formats, tokens
+from pgkeep.cli_progress import progress_control
 from pgkeep.config import Settings, load_settings
 from pgkeep.core.models import BackupOptions, Compression, DumpFormat, Verification
 
@@ -65,7 +66,8 @@ def _backup(args: argparse.Namespace, settings: Settings) -> int:
             Compression(args.compression) if args.compression else defaults.compression,
             args.level,
         )
-        backup = service.create(options, created_by=f"cli:{getpass.getuser()}")
+        with progress_control() as control:
+            backup = service.create(options, f"cli:{getpass.getuser()}", control)
         print(f"{backup.name}\t{formats.size_text(backup.size_bytes)}\t{backup.size_bytes} bytes")
     elif args.action == "list":
         for backup in service.list():

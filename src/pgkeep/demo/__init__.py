@@ -53,7 +53,10 @@ def _serve_with_banner(settings: object, what: str) -> None:
 
     assert isinstance(settings, Settings)  # noqa: S101
     base = f"http://{settings.host}:{settings.port}"
-    lines = [f"pgkeep is backing up {what}.", f"API: {base}   backups in: {settings.backup_dir}/"]
+    lines = [
+        f"pgkeep is backing up {what}.",
+        f"Web console: {base}/  (paste the token below)   backups in: {settings.backup_dir}/",
+    ]
     if settings.jwt_secret is not None:
         token = tokens.mint(settings, sub="demo", role="OWNER", ttl=timedelta(hours=12))
         auth = '-H "Authorization: Bearer $TOKEN"'

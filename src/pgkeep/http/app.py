@@ -10,7 +10,7 @@ from pgkeep.core.service import BackupService, Restorers
 from pgkeep.errors import ConfigError, StorageError
 from pgkeep.http import errors
 from pgkeep.http.access_log import AccessLogMiddleware
-from pgkeep.http.routes import backups, health, jobs
+from pgkeep.http.routes import backups, console, health, jobs
 from pgkeep.postgres import tools
 from pgkeep.postgres.dump import PgDumper
 from pgkeep.postgres.restore import PgRestorer
@@ -62,6 +62,7 @@ def create_app(settings: Settings, service: BackupService | None = None) -> Fast
     app.state.tickets = TicketIssuer()
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(console.router)
     app.include_router(jobs.router)  # before backups: DELETE /api/backup/{filename:path}
     app.include_router(backups.router)
     app.add_middleware(AccessLogMiddleware)

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pgkeep.core.models import BackupOptions, Compression, DumpFormat
+from pgkeep.core.retention import RetentionPolicy
 from pgkeep.errors import ConfigError, InvalidInput
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
@@ -42,6 +43,12 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     retention_days: int = Field(default=30, ge=0)
+    retention_keep_last: int = Field(default=0, ge=0)
+    retention_keep_daily: int = Field(default=0, ge=0)
+    retention_keep_weekly: int = Field(default=0, ge=0)
+    retention_keep_monthly: int = Field(default=0, ge=0)
+    retention_keep_yearly: int = Field(default=0, ge=0)
+    retention_min_keep: int = Field(default=1, ge=0)
     pg_bin_dir: Path | None = None
     default_format: DumpFormat = DumpFormat.PLAIN
     default_compression: Compression = Compression.NONE
@@ -77,6 +84,17 @@ class Settings(BaseSettings):
             return Path(value).read_text()
         except OSError as exc:
             raise ConfigError(f"PGKEEP_JWT_PUBLIC_KEY: cannot read key file {value!r}") from exc
+
+    def retention_policy(self) -> RetentionPolicy:
+        return RetentionPolicy(
+            max_age_days=self.retention_days,
+            keep_last=self.retention_keep_last,
+            keep_daily=self.retention_keep_daily,
+            keep_weekly=self.retention_keep_weekly,
+            keep_monthly=self.retention_keep_monthly,
+            keep_yearly=self.retention_keep_yearly,
+            min_keep=self.retention_min_keep,
+        )
 
     def default_options(self) -> BackupOptions:
         """Options for a create that names none (the spec's: plain, uncompressed)."""

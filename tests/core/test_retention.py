@@ -1,16 +1,47 @@
+"""Retention policies at their boundaries, with pins and the floor."""
+
+from __future__ import annotations
+
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pgkeep.core.models import Backup
-from pgkeep.core.retention import expired
+from pgkeep.core.models import Backup, Check, Compression, DumpFormat, Manifest, Verification
+from pgkeep.core.retention import RetentionPolicy, expired, plan
 
-NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
+NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)  # a Saturday
 
 
-def _backup(age: timedelta) -> Backup:
-    created = NOW - age
-    return Backup(f"backup-{created:%Y-%m-%dT%H-%M-%S}.sql", 10, created, created)
+def _backup(at: datetime, *, verified: bool | None = None, manifest: bool = True) -> Backup:
+    name = f"backup-{at:%Y-%m-%dT%H-%M-%S}.sql"
+    m = None
+    if manifest:
+        v = None if verified is None else Verification(verified, at, (Check("sha256", verified),))
+        m = Manifest(
+            name,
+            DumpFormat.PLAIN,
+            Compression.NONE,
+            0,
+            1,
+            "x",
+            "db",
+            "18",
+            "18",
+            at,
+            at,
+            "",
+            None,
+            v,
+        )
+    return Backup(name, 10, at, at, manifest=m)
+
+
+def _ago(**delta: float) -> Backup:
+    return _backup(NOW - timedelta(**delta))
+
+
+def _names(backups: list[Backup]) -> list[str]:
+    return [b.name for b in backups]
 
 
 @pytest.mark.parametrize(
@@ -23,15 +54,80 @@ def _backup(age: timedelta) -> Backup:
         (timedelta(days=31), True),
     ],
 )
-def test_expired_at_the_thirty_day_boundary(age: timedelta, deleted: bool) -> None:
-    backup = _backup(age)
-    assert (expired([backup], 30, NOW) == [backup]) is deleted
+def test_retention_age_at_the_thirty_day_boundary(age: timedelta, deleted: bool) -> None:
+    newest = _ago(hours=1)
+    backup = _backup(NOW - age)
+    assert (expired([newest, backup], RetentionPolicy(), NOW) == [backup]) is deleted
 
 
-def test_expired_zero_days_disables_retention() -> None:
-    assert expired([_backup(timedelta(days=999))], 0, NOW) == []
+def test_retention_zero_days_and_no_rules_keeps_only_the_floor() -> None:
+    backups = [_ago(days=d) for d in (1, 2, 3)]
+    policy = RetentionPolicy(max_age_days=0, min_keep=2)
+    assert _names(expired(backups, policy, NOW)) == _names(backups[2:])
 
 
-def test_expired_keeps_order_and_only_old_ones() -> None:
-    old, new = _backup(timedelta(days=40)), _backup(timedelta(days=1))
-    assert expired([new, old], 30, NOW) == [old]
+def test_retention_floor_keeps_newest_good_even_when_all_are_old() -> None:
+    backups = [_ago(days=d) for d in (40, 50, 60, 70)]
+    assert _names(expired(backups, RetentionPolicy(min_keep=2), NOW)) == _names(backups[2:])
+    assert expired(backups, RetentionPolicy(min_keep=4), NOW) == []
+    assert len(expired(backups, RetentionPolicy(min_keep=0), NOW)) == 4
+
+
+def test_retention_floor_skips_failed_and_manifestless_backups() -> None:
+    failed = _backup(NOW - timedelta(days=40), verified=False)
+    bare = _backup(NOW - timedelta(days=41), manifest=False)
+    good = _backup(NOW - timedelta(days=42), verified=True)
+    older = _backup(NOW - timedelta(days=43))
+    kept = [
+        d.backup.name for d in plan([failed, bare, good, older], RetentionPolicy(), NOW) if d.keep
+    ]
+    assert kept == [good.name]
+
+
+def test_retention_pins_are_never_deleted() -> None:
+    old = _ago(days=400)
+    decisions = plan([_ago(hours=1), old], RetentionPolicy(), NOW, pinned={old.name})
+    assert [d.keep for d in decisions] == [True, True]
+    assert decisions[1].reasons == ("pinned",)
+
+
+def test_retention_keep_last_n_at_its_boundary() -> None:
+    backups = [_ago(days=40 + i) for i in range(5)]
+    policy = RetentionPolicy(max_age_days=0, keep_last=3, min_keep=0)
+    assert _names(expired(backups, policy, NOW)) == _names(backups[3:])
+
+
+def test_retention_daily_keeps_newest_of_each_day() -> None:
+    day1 = [_backup(datetime(2025, 2, 28, h, tzinfo=UTC)) for h in (20, 8)]
+    day2 = [_backup(datetime(2025, 2, 27, h, tzinfo=UTC)) for h in (23, 1)]
+    day3 = [_backup(datetime(2025, 2, 26, 12, tzinfo=UTC))]
+    policy = RetentionPolicy(max_age_days=0, keep_daily=2, min_keep=0)
+    decisions = {d.backup.name: d for d in plan(day1 + day2 + day3, policy, NOW)}
+    kept = sorted(n for n, d in decisions.items() if d.keep)
+    assert kept == sorted([day1[0].name, day2[0].name])
+    assert decisions[day1[0].name].reasons == ("daily",)
+    assert decisions[day3[0].name].reasons == ("kept by no rule",)
+
+
+@pytest.mark.parametrize(
+    ("rule", "dates", "kept"),
+    [
+        ("keep_weekly", [(2025, 2, 24), (2025, 2, 23), (2025, 2, 17), (2025, 2, 16)], [0, 1]),
+        ("keep_monthly", [(2025, 2, 28), (2025, 2, 1), (2025, 1, 31), (2024, 12, 31)], [0, 2]),
+        ("keep_yearly", [(2025, 1, 1), (2024, 12, 31), (2024, 1, 1), (2023, 6, 1)], [0, 1]),
+    ],
+)
+def test_retention_calendar_rules(
+    rule: str, dates: list[tuple[int, int, int]], kept: list[int]
+) -> None:
+    backups = [_backup(datetime(*d, 12, tzinfo=UTC)) for d in dates]
+    policy = RetentionPolicy(max_age_days=0, min_keep=0, **{rule: 2})
+    keep = [i for i, d in enumerate(plan(backups, policy, NOW)) if d.keep]
+    assert keep == kept
+
+
+def test_retention_rules_combine_with_the_age_rule() -> None:
+    recent = [_ago(days=d) for d in (1, 2)]
+    old = [_ago(days=d) for d in (100, 101)]
+    policy = RetentionPolicy(max_age_days=30, keep_last=3, min_keep=0)
+    assert _names(expired(recent + old, policy, NOW)) == [old[1].name]

@@ -25,7 +25,7 @@ from tests.blocking import pg_dump_pids, table_locked, wait_for_pg_dump_waiting
 
 def _service(url: str, directory: Path, bin_dir: Path, **kwargs: object) -> BackupService:
     dumper = PgDumper(Target.from_url(url), [bin_dir])
-    return BackupService(LocalStorage(directory), dumper, retention_days=30, **kwargs)  # type: ignore[arg-type]
+    return BackupService(LocalStorage(directory), dumper, **kwargs)  # type: ignore[arg-type]
 
 
 def _files(directory: Path) -> list[str]:
@@ -72,7 +72,7 @@ def test_service_same_second_creates_get_distinct_names(
 ) -> None:
     fixed = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
     dumper = PgDumper(Target.from_url(database), [cluster.bin_dir])
-    service = BackupService(MemoryStorage(), dumper, retention_days=30, clock=lambda: fixed)
+    service = BackupService(MemoryStorage(), dumper, clock=lambda: fixed)
     names = [service.create().name for _ in range(3)]
     assert names == [
         "backup-2025-01-02T03-04-05.sql",

@@ -1,21 +1,106 @@
-"""Retention: which backups have outlived the policy. Pure: backups, policy and now in; a list out.
+"""Retention: which backups the policy deletes, and why. Pure: backups, policy, pins and now in.
 
-Age is measured from each backup's creation time (the dump's start, encoded in
-its name), not from the file's mtime, which copies and restores from tape change.
-A backup is deleted when it is strictly older than `retention_days` days.
+A backup is kept when any rule keeps it:
+- *within*: it is at most `max_age_days` old (the spec's 30-day rule; 0 turns it off);
+- *last N*: it is among the newest `keep_last`;
+- *daily/weekly/monthly/yearly N*: it is the newest backup of one of the newest N
+  days (ISO weeks, months, years) that have backups;
+- *floor*: it is among the newest `min_keep` good backups (with a manifest, and not
+  failed verification), so cleanup never leaves fewer than that;
+- *pinned*: someone pinned it.
+Everything else is deleted. Age is measured from each backup's creation time
+(the dump's start, encoded in its name), not from the file's mtime.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pgkeep.core.models import Backup
 
 
-def expired(backups: Sequence[Backup], retention_days: int, now: datetime) -> list[Backup]:
-    """The backups older than `retention_days` at `now`; none when `retention_days` is 0."""
-    if retention_days <= 0:
-        return []
-    cutoff = now - timedelta(days=retention_days)
-    return [backup for backup in backups if backup.created_at < cutoff]
+@dataclass(frozen=True)
+class RetentionPolicy:
+    max_age_days: int = 30
+    keep_last: int = 0
+    keep_daily: int = 0
+    keep_weekly: int = 0
+    keep_monthly: int = 0
+    keep_yearly: int = 0
+    min_keep: int = 1
+
+
+@dataclass(frozen=True)
+class Decision:
+    backup: Backup
+    keep: bool
+    reasons: tuple[str, ...]
+
+
+def plan(
+    backups: Sequence[Backup], policy: RetentionPolicy, now: datetime, pinned: Iterable[str] = ()
+) -> list[Decision]:
+    """A decision for every backup, newest first."""
+    ordered = sorted(backups, key=lambda b: (b.created_at, b.name), reverse=True)
+    reasons: dict[str, list[str]] = {b.name: [] for b in ordered}
+    pins = set(pinned)
+    for b in ordered:
+        if b.name in pins:
+            reasons[b.name].append("pinned")
+        if policy.max_age_days > 0 and now - b.created_at <= timedelta(days=policy.max_age_days):
+            reasons[b.name].append(f"within {policy.max_age_days} days")
+    for b in ordered[: policy.keep_last]:
+        reasons[b.name].append(f"among the last {policy.keep_last}")
+    for label, count, bucket in _CALENDAR:
+        for b in _newest_per_bucket(ordered, getattr(policy, count), bucket):
+            reasons[b.name].append(label)
+    good = [b for b in ordered if _good(b)]
+    for b in good[: policy.min_keep]:
+        reasons[b.name].append(f"among the newest {policy.min_keep} good (floor)")
+    return [
+        Decision(b, bool(reasons[b.name]), tuple(reasons[b.name]) or (_why_delete(policy),))
+        for b in ordered
+    ]
+
+
+def expired(
+    backups: Sequence[Backup], policy: RetentionPolicy, now: datetime, pinned: Iterable[str] = ()
+) -> list[Backup]:
+    """The backups the policy deletes now."""
+    return [d.backup for d in plan(backups, policy, now, pinned) if not d.keep]
+
+
+_CALENDAR: list[tuple[str, str, Callable[[datetime], tuple[int, ...]]]] = [
+    ("daily", "keep_daily", lambda t: (t.year, t.month, t.day)),
+    ("weekly", "keep_weekly", lambda t: tuple(t.isocalendar())[:2]),
+    ("monthly", "keep_monthly", lambda t: (t.year, t.month)),
+    ("yearly", "keep_yearly", lambda t: (t.year,)),
+]
+
+
+def _newest_per_bucket(
+    ordered: Sequence[Backup], count: int, bucket: Callable[[datetime], tuple[int, ...]]
+) -> list[Backup]:
+    kept: list[Backup] = []
+    seen: set[tuple[int, ...]] = set()
+    for b in ordered:
+        if len(seen) >= count:
+            break
+        key = bucket(b.created_at)
+        if key not in seen:
+            seen.add(key)
+            kept.append(b)
+    return kept
+
+
+def _good(backup: Backup) -> bool:
+    m = backup.manifest
+    return m is not None and (m.verification is None or m.verification.verified)
+
+
+def _why_delete(policy: RetentionPolicy) -> str:
+    if policy.max_age_days > 0:
+        return f"older than {policy.max_age_days} days and kept by no other rule"
+    return "kept by no rule"

@@ -6,6 +6,7 @@ Synchronous and plain; the HTTP edge calls it from the thread pool, the CLI dire
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import logging
 import threading
@@ -28,11 +29,13 @@ from pgkeep.core.models import (
     Verification,
 )
 from pgkeep.core.ports import Dumper, DumpStream, ReadHandle, Restorer, Storage
-from pgkeep.errors import Cancelled, Conflict, DumpFailed, PgkeepError
+from pgkeep.core.retention import RetentionPolicy
+from pgkeep.errors import Cancelled, Conflict, DumpFailed, NotFound, PgkeepError
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+PIN_SUFFIX = ".pin"
 
 
 def utc_now() -> datetime:
@@ -56,14 +59,14 @@ class BackupService:
         storage: Storage,
         dumper: Dumper,
         *,
-        retention_days: int,
+        retention: RetentionPolicy | None = None,
         restorers: Restorers | None = None,
         defaults: BackupOptions | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self._storage = storage
         self._dumper = dumper
-        self._retention_days = retention_days
+        self.retention = retention or RetentionPolicy()
         self._restorers = restorers
         self.defaults = defaults or BackupOptions()
         self._clock = clock
@@ -148,9 +151,34 @@ class BackupService:
         return self._to_backup(handle.info), handle
 
     def delete(self, name: str) -> None:
-        self._storage.delete(naming.validate_name(name))
+        naming.validate_name(name)
+        if name in self.pinned():
+            raise Conflict(f"backup {name!r} is pinned", "unpin it first")
+        self._storage.delete(name)
         self._manifests.delete(name)
         logger.info("backup deleted target=%s backup=%s", self.target, name)
+
+    def pinned(self) -> set[str]:
+        suffix = PIN_SUFFIX
+        return {o.name[: -len(suffix)] for o in self._storage.list() if o.name.endswith(suffix)}
+
+    def pin(self, name: str, by: str = "") -> Backup:
+        """Keep a backup whatever the retention policy says."""
+        backup = self.get(name)
+        self._storage.put(name + PIN_SUFFIX, by.encode())
+        logger.info("backup pinned target=%s backup=%s by=%s", self.target, name, by)
+        return backup
+
+    def unpin(self, name: str) -> Backup:
+        backup = self.get(name)
+        with contextlib.suppress(NotFound):
+            self._storage.delete(name + PIN_SUFFIX)
+        logger.info("backup unpinned target=%s backup=%s", self.target, name)
+        return backup
+
+    def retention_plan(self) -> builtins.list[retention.Decision]:
+        """What the policy would keep and delete now, and why; deletes nothing."""
+        return retention.plan(self.list(), self.retention, self._clock(), self.pinned())
 
     def verify(
         self, name: str, *, restore: bool = False, control: Control | None = None
@@ -306,8 +334,9 @@ class BackupService:
         return manifest
 
     def _apply_retention(self, keep: str) -> None:
-        for backup in retention.expired(self.list(), self._retention_days, self._clock()):
-            if backup.name == keep:
+        for decision in self.retention_plan():
+            backup = decision.backup
+            if decision.keep or backup.name == keep:
                 continue
             try:
                 self.delete(backup.name)
@@ -315,10 +344,10 @@ class BackupService:
                 logger.error("retention could not delete backup=%s error=%s", backup.name, exc)
                 continue
             logger.info(
-                "retention deleted target=%s backup=%s older_than_days=%d",
+                "retention deleted target=%s backup=%s reason=%s",
                 self.target,
                 backup.name,
-                self._retention_days,
+                decision.reasons[0],
             )
 
     def _to_backup(self, obj: StoredObject) -> Backup:

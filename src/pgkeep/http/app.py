@@ -42,7 +42,7 @@ def build_service(settings: Settings) -> BackupService:
     return BackupService(
         storage,
         dumper,
-        retention_days=settings.retention_days,
+        retention=settings.retention_policy(),
         restorers=restorers,
         defaults=settings.default_options(),
     )

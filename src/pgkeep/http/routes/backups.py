@@ -224,7 +224,47 @@ def download_link(filename: str, request: Request, service: Service, principal: 
     )
 
 
-@router.delete("/{filename:path}", response_model=DeleteResponse)
+@router.get("/retention/preview")
+def retention_preview(service: Service, principal: Owner) -> dict[str, Any]:
+    """What the retention policy would delete now, and why; deletes nothing."""
+    decisions = service.retention_plan()
+
+    def row(d: Any) -> dict[str, Any]:
+        return {"filename": d.backup.name, "reasons": list(d.reasons)}
+
+    return {
+        "success": True,
+        "policy": {
+            "maxAgeDays": service.retention.max_age_days,
+            "keepLast": service.retention.keep_last,
+            "keepDaily": service.retention.keep_daily,
+            "keepWeekly": service.retention.keep_weekly,
+            "keepMonthly": service.retention.keep_monthly,
+            "keepYearly": service.retention.keep_yearly,
+            "minKeep": service.retention.min_keep,
+        },
+        "delete": [row(d) for d in decisions if not d.keep],
+        "keep": [row(d) for d in decisions if d.keep],
+    }
+
+
+@router.post("/{filename:path}/pin")
+def pin_backup(filename: str, service: Service, principal: Owner) -> dict[str, Any]:
+    service.pin(filename, by=principal.sub)
+    return {"success": True, "filename": filename, "pinned": True}
+
+
+@router.delete("/{filename:path}/pin")
+def unpin_backup(filename: str, service: Service, principal: Owner) -> dict[str, Any]:
+    service.unpin(filename)
+    return {"success": True, "filename": filename, "pinned": False}
+
+
+@router.delete(
+    "/{filename:path}",
+    response_model=DeleteResponse,
+    responses=_errors((409, "The backup is pinned")),
+)
 def delete_backup(filename: str, service: Service, principal: Owner) -> DeleteResponse:
     service.delete(filename)
     return DeleteResponse(filename=filename)

@@ -6,8 +6,10 @@ bad configuration stops the process before it serves anything.
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -57,15 +59,34 @@ class Settings(BaseSettings):
     restore_jobs: int = Field(default=1, ge=1, le=64)
     row_count_max_bytes: int = Field(default=50 * 1024**3, ge=0)
     tmp_dir: Path | None = None
+    min_free_bytes: int = Field(default=0, ge=0)
+    stale_after: timedelta | None = None
+    notify_urls: Annotated[tuple[str, ...], NoDecode] = ()
+    notify_secret: SecretStr | None = None
+    notify_success: bool = False
+    schedule: str | None = None
+    verify_schedule: str | None = None
+    metrics_token: SecretStr | None = None
+    metrics_allow: Annotated[tuple[str, ...], NoDecode] = ()
+    audit_log: Path | None = None
+    log_format: Literal["text", "json"] = "text"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "INFO"
 
-    @field_validator("jwt_algorithms", mode="before")
+    @field_validator("jwt_algorithms", "notify_urls", "metrics_allow", mode="before")
     @classmethod
     def _split_algorithms(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("stale_after", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        """Also accept 90s / 30m / 26h / 2d, besides seconds and ISO 8601 (PT26H)."""
+        if isinstance(value, str) and (m := re.fullmatch(r"(\d+)([smhd])", value.strip())):
+            return timedelta(seconds=int(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]])
         return value
 
     @property

@@ -1,9 +1,11 @@
 """The one exception tree of pgkeep; the HTTP edge and the CLI each render it in one place.
 
 PgkeepError
-├── NotFound              a named backup does not exist
+├── NotFound              a named backup, job or file does not exist
 ├── Conflict              the request collides with work already under way
+├── Cancelled             the work was cancelled on request
 ├── InvalidInput          a name or a body that is not acceptable
+├── Corrupt               a backup's bytes do not match its manifest, or do not decode
 ├── AuthError             no credentials, or credentials that do not check out
 │   └── Forbidden         valid credentials without the required role
 ├── DumpFailed            pg_dump failed (exit code, stderr tail)
@@ -11,6 +13,7 @@ PgkeepError
 ├── ToolError             a PostgreSQL client tool is missing or too old
 ├── DatabaseUnavailable   the target database cannot be reached
 ├── StorageError          the backup storage failed to read, write or delete
+│   └── InsufficientStorage   not enough free space for the next backup
 └── ConfigError           a setting is missing or unacceptable
 """
 
@@ -81,6 +84,10 @@ class DatabaseUnavailable(PgkeepError):
 
 
 class StorageError(PgkeepError):
+    pass
+
+
+class InsufficientStorage(StorageError):
     pass
 
 

@@ -72,6 +72,10 @@ class Storage(Protocol):
         """Remove leftovers of interrupted writes; returns their names."""
         ...
 
+    def free_bytes(self) -> int | None:
+        """Space left for new objects; None when the storage cannot tell."""
+        ...
+
 
 class DumpStream(Protocol):
     """A dump under way: its bytes, the versions involved and, once read to the end, row counts."""
@@ -89,6 +93,14 @@ class Dumper(Protocol):
     @property
     def target(self) -> str:
         """The target database's name, for messages and logs."""
+        ...
+
+    def database_size(self) -> int:
+        """The target's size on disk (pg_database_size); DatabaseUnavailable if unreachable."""
+        ...
+
+    def check(self) -> str:
+        """Connect and choose pg_dump; what was found, or an error saying what is wrong."""
         ...
 
     def dump(

@@ -18,11 +18,13 @@ from typing import Any
 
 from pgkeep.core import naming, proving, retention
 from pgkeep.core.compression import compressor
+from pgkeep.core.events import Event, Listener, emit
 from pgkeep.core.jobs import Control, Job, JobKind, JobRunner
 from pgkeep.core.manifests import ManifestStore
 from pgkeep.core.models import (
     Backup,
     BackupOptions,
+    Check,
     Manifest,
     RestoreResult,
     StoredObject,
@@ -30,12 +32,20 @@ from pgkeep.core.models import (
 )
 from pgkeep.core.ports import Dumper, DumpStream, ReadHandle, Restorer, Storage
 from pgkeep.core.retention import RetentionPolicy
-from pgkeep.errors import Cancelled, Conflict, DumpFailed, NotFound, PgkeepError
+from pgkeep.errors import (
+    Cancelled,
+    Conflict,
+    DumpFailed,
+    InsufficientStorage,
+    NotFound,
+    PgkeepError,
+)
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 PIN_SUFFIX = ".pin"
+READY_PROBE = "pgkeep-ready-probe"
 
 
 def utc_now() -> datetime:
@@ -63,6 +73,7 @@ class BackupService:
         restorers: Restorers | None = None,
         defaults: BackupOptions | None = None,
         clock: Clock = utc_now,
+        min_free_bytes: int = 0,
     ) -> None:
         self._storage = storage
         self._dumper = dumper
@@ -73,6 +84,9 @@ class BackupService:
         self._manifests = ManifestStore(storage)
         self._create_lock = threading.Lock()
         self.jobs = JobRunner(storage, clock)
+        self.min_free_bytes = min_free_bytes
+        self.listeners: builtins.list[Listener] = []
+        self.readiness_probes: builtins.list[Callable[[], Check]] = []
 
     @property
     def target(self) -> str:
@@ -127,11 +141,48 @@ class BackupService:
                 "wait for it to finish, then try again",
             )
         try:
-            backup = self._create_locked(options or self.defaults, created_by, control)
+            options = options or self.defaults
+            self._preflight(options)
+            backup = self._create_locked(options, created_by, control)
+        except PgkeepError as exc:
+            status = "cancelled" if isinstance(exc, Cancelled) else "failed"
+            self._emit("backup", status, error=f"{exc.message} {exc.details}".strip())
+            raise
         finally:
             self._create_lock.release()
+        self._emit("backup", "succeeded", backup.name, backup.size_bytes)
         self._apply_retention(keep=backup.name)
         return backup
+
+    def _preflight(self, options: BackupOptions) -> None:
+        """Refuse early, with 507, when the backup would not fit."""
+        free = self._storage.free_bytes()
+        if free is None:
+            return
+        same = [
+            b
+            for b in self.list()
+            if (b.format, b.compression) == (options.format, options.compression)
+        ]
+        # The newest backup of the same kind is the best guess, with room to grow;
+        # without one, the database's size on disk (a plain dump is rarely larger).
+        estimate = int(same[0].size_bytes * 1.2) if same else self._dumper.database_size()
+        if free < self.min_free_bytes + estimate:
+            raise InsufficientStorage(
+                f"not enough free space to back up database {self.target!r}: {free} bytes "
+                f"free, need {self.min_free_bytes} (PGKEEP_MIN_FREE_BYTES) + about {estimate}",
+                "free space in the backup directory, or delete old backups",
+            )
+
+    def _emit(
+        self,
+        kind: str,
+        status: str,
+        filename: str | None = None,
+        size: int | None = None,
+        error: str = "",
+    ) -> None:
+        emit(self.listeners, Event(kind, status, self.target, self._clock(), filename, size, error))
 
     def list(self) -> builtins.list[Backup]:
         """Completed backups, newest first; unrelated objects in storage are left out."""
@@ -191,6 +242,8 @@ class BackupService:
         )
         if backup.manifest is not None:
             self._manifests.record(backup.manifest, verification)
+        failed = "; ".join(f"{c.name}: {c.details}" for c in verification.checks if not c.ok)
+        self._emit("verify", "succeeded" if verification.verified else "failed", name, error=failed)
         logger.info(
             "backup verified target=%s backup=%s verified=%s checks=%s",
             self.target,
@@ -230,6 +283,31 @@ class BackupService:
             result.duration_ms,
         )
         return result
+
+    def storage_free_bytes(self) -> int | None:
+        return self._storage.free_bytes()
+
+    def readiness(self) -> builtins.list[Check]:
+        """Everything a backup needs right now, each as a check."""
+        checks = []
+        try:
+            checks.append(Check("database", True, self._dumper.check()))
+        except PgkeepError as exc:
+            checks.append(Check("database", False, f"{exc.message} {exc.details}".strip()))
+        try:
+            self._storage.put(READY_PROBE, b"ok")
+            self._storage.delete(READY_PROBE)
+            checks.append(Check("storage", True, "writable"))
+        except PgkeepError as exc:
+            checks.append(Check("storage", False, exc.message))
+        free = self._storage.free_bytes()
+        if free is not None:
+            enough = free >= self.min_free_bytes
+            checks.append(
+                Check("free_space", enough, f"{free} bytes free, floor {self.min_free_bytes}")
+            )
+        checks.extend(probe() for probe in self.readiness_probes)
+        return checks
 
     def recover(self) -> builtins.list[str]:
         """At start, before serving: clean up after a crash and fail interrupted jobs."""

@@ -10,7 +10,9 @@ from pgkeep.core.service import BackupService, Restorers
 from pgkeep.errors import ConfigError, StorageError
 from pgkeep.http import errors
 from pgkeep.http.access_log import AccessLogMiddleware
-from pgkeep.http.routes import backups, console, health, jobs
+from pgkeep.http.metrics import Metrics
+from pgkeep.http.metrics import router as metrics_router
+from pgkeep.http.routes import backups, console, health, jobs, ready
 from pgkeep.postgres import tools
 from pgkeep.postgres.dump import PgDumper
 from pgkeep.postgres.restore import PgRestorer
@@ -45,6 +47,7 @@ def build_service(settings: Settings) -> BackupService:
         retention=settings.retention_policy(),
         restorers=restorers,
         defaults=settings.default_options(),
+        min_free_bytes=settings.min_free_bytes,
     )
 
 
@@ -61,7 +64,10 @@ def create_app(settings: Settings, service: BackupService | None = None) -> Fast
     app.state.verifier = TokenVerifier(settings)
     app.state.tickets = TicketIssuer()
     errors.install(app)
+    app.state.metrics = Metrics(service, settings)
     app.include_router(health.router)
+    app.include_router(ready.router)
+    app.include_router(metrics_router)
     app.include_router(console.router)
     app.include_router(jobs.router)  # before backups: DELETE /api/backup/{filename:path}
     app.include_router(backups.router)

@@ -31,6 +31,7 @@ STATUS: dict[type[errors.PgkeepError], int] = {
     errors.ToolError: 500,
     errors.DatabaseUnavailable: 500,
     errors.StorageError: 500,
+    errors.InsufficientStorage: 507,
     errors.ConfigError: 500,
 }
 _FRAMEWORK_MESSAGES = {404: "Not found", 405: "Method not allowed"}

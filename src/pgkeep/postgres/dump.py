@@ -81,6 +81,16 @@ class PgDumper:
     def target(self) -> str:
         return self._target.dbname
 
+    def database_size(self) -> int:
+        with server.connect(self._target) as conn:
+            return catalog.database_size(conn)
+
+    def check(self) -> str:
+        with server.connect(self._target) as conn:
+            major = server.major_of(conn)
+        tool = tools.choose(tools.find_tools("pg_dump", self._bin_dirs), major, "pg_dump")
+        return f"PostgreSQL {major} reachable; pg_dump {tool.version} at {tool.path}"
+
     @contextmanager
     def dump(
         self, options: BackupOptions | None = None, control: Control | None = None

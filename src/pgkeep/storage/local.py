@@ -12,6 +12,7 @@ import builtins
 import errno
 import logging
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -115,6 +116,9 @@ class LocalStorage:
                 Path(entry.path).unlink(missing_ok=True)
                 removed.append(entry.name)
         return sorted(removed)
+
+    def free_bytes(self) -> int | None:
+        return shutil.disk_usage(self.directory).free
 
     def _path(self, name: str) -> Path:
         """Defence in depth: the core validates names; this still refuses any path syntax."""

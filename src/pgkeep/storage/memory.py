@@ -51,6 +51,9 @@ class MemoryStorage:
             if self._objects.pop(name, None) is None:
                 raise NotFound(f"backup {name!r} not found")
 
+    def free_bytes(self) -> int | None:
+        return None
+
     def remove_partials(self) -> builtins.list[str]:
         return []  # nothing survives a restart of a process-local store
 

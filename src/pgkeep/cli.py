@@ -10,6 +10,7 @@ import getpass
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from pgkeep import errors, formats, tokens
 from pgkeep.cli_progress import progress_control
@@ -95,6 +96,18 @@ def _verify(verification: Verification) -> int:
     return 0 if verification.verified else EXIT_NOT_VERIFIED
 
 
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    from pgkeep.storage.audit import verify
+
+    path = args.file or settings.audit_log or settings.backup_dir / "pgkeep-audit.jsonl"
+    intact, count, problem = verify(path)
+    if intact:
+        print(f"audit log intact: {count} entries in {path}")
+        return 0
+    print(f"audit log BROKEN at {problem} ({count} entries in {path})")
+    return EXIT_NOT_VERIFIED
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from pgkeep.demo import run
 
@@ -135,6 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     delete = actions.add_parser("delete", help="delete one backup")
     delete.add_argument("name")
     backup.set_defaults(handler=_backup)
+
+    audit = commands.add_parser("audit", help="the audit log")
+    audit_actions = audit.add_subparsers(dest="action", required=True)
+    verify_audit = audit_actions.add_parser("verify", help="check the audit log's hash chain")
+    verify_audit.add_argument(
+        "--file",
+        type=Path,
+        help="default: PGKEEP_AUDIT_LOG or pgkeep-audit.jsonl in the backup directory",
+    )
+    audit.set_defaults(handler=_audit)
 
     demo = commands.add_parser("demo", help="`make run`: serve a throwaway sample database")
     demo.add_argument("--host", default="127.0.0.1")

@@ -10,6 +10,7 @@ from pgkeep.core.service import BackupService, Restorers
 from pgkeep.errors import ConfigError, StorageError
 from pgkeep.http import errors
 from pgkeep.http.access_log import AccessLogMiddleware
+from pgkeep.http.audit import AuditMiddleware
 from pgkeep.http.metrics import Metrics
 from pgkeep.http.metrics import router as metrics_router
 from pgkeep.http.routes import backups, console, health, jobs, ready
@@ -18,8 +19,11 @@ from pgkeep.postgres.dump import PgDumper
 from pgkeep.postgres.restore import PgRestorer
 from pgkeep.postgres.target import Target
 from pgkeep.storage import LocalStorage
+from pgkeep.storage.audit import AuditLog
 from pgkeep.tickets import TicketIssuer
 from pgkeep.tokens import TokenVerifier
+
+AUDIT_FILE = "pgkeep-audit.jsonl"
 
 
 def build_service(settings: Settings) -> BackupService:
@@ -71,5 +75,8 @@ def create_app(settings: Settings, service: BackupService | None = None) -> Fast
     app.include_router(console.router)
     app.include_router(jobs.router)  # before backups: DELETE /api/backup/{filename:path}
     app.include_router(backups.router)
+    audit_path = settings.audit_log or settings.backup_dir / AUDIT_FILE
+    app.state.audit = AuditLog(audit_path)
+    app.add_middleware(AuditMiddleware, log=app.state.audit)
     app.add_middleware(AccessLogMiddleware)
     return app

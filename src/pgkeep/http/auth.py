@@ -27,7 +27,9 @@ async def _verify(request: Request, token: str | None) -> Principal:
         raise AuthError("no authorization token", "send Authorization: Bearer <token>")
     verifier: TokenVerifier = request.app.state.verifier
     # A JWKS lookup may block on the network; keep it off the event loop.
-    return await run_in_threadpool(verifier.verify, token)
+    principal = await run_in_threadpool(verifier.verify, token)
+    request.state.principal = principal  # for the audit log
+    return principal
 
 
 async def require_owner(request: Request) -> Principal:
@@ -41,7 +43,9 @@ async def require_download_access(request: Request) -> Principal:
     if ticket is not None:
         issuer: TicketIssuer = request.app.state.tickets
         sub = issuer.redeem(ticket, request.path_params.get("filename", ""))
-        return Principal(sub=sub, role="OWNER")
+        principal = Principal(sub=sub, role="OWNER")
+        request.state.principal = principal  # for the audit log
+        return principal
     token = _bearer(request) or request.query_params.get("token")
     return await _verify(request, token)
 

@@ -224,6 +224,24 @@ def download_link(filename: str, request: Request, service: Service, principal: 
     )
 
 
+@router.get("/audit")
+def audit_entries(
+    request: Request,
+    principal: Owner,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """The audit log, newest first, a page at a time."""
+    entries = list(reversed(request.app.state.audit.read()))
+    return {
+        "success": True,
+        "entries": entries[offset : offset + limit],
+        "total": len(entries),
+        "offset": offset,
+        "limit": limit,
+    }
+
+
 @router.get("/retention/preview")
 def retention_preview(service: Service, principal: Owner) -> dict[str, Any]:
     """What the retention policy would delete now, and why; deletes nothing."""

@@ -133,3 +133,24 @@ def test_serve_process_progress_moves_over_sse(
     assert len(set(percents)) >= 3
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(moving)]
     assert min(gaps) >= 0.4  # at most every 0.5 s (with a little scheduling slack)
+
+
+def test_serve_process_json_logs_carry_request_ids(
+    database: str, backup_dir: Path, cluster: ThrowawayCluster, tmp_path: Path
+) -> None:
+    env = server_env(database, backup_dir, cluster) | {"PGKEEP_LOG_FORMAT": "json"}
+    log = tmp_path / "server.log"
+    auth = {"Authorization": f"Bearer {_token()}", "X-Request-Id": "trace-42"}
+    with serving(env, log) as base, httpx.Client(base_url=base, timeout=60) as client:
+        created = client.post("/api/backup/create", headers=auth)
+        fresh = client.get("/api/backup/list", headers={"Authorization": auth["Authorization"]})
+    assert created.headers["x-request-id"] == "trace-42"
+    assert len(fresh.headers["x-request-id"]) == 16
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert records, log.read_text()
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    tagged = [r for r in records if r.get("request_id") == "trace-42"]
+    assert any(r["message"].startswith('127.0.0.1 "POST /api/backup/create" 200') for r in tagged)
+    assert any(r["message"].startswith("backup finished target=") for r in tagged)
+    audit = (backup_dir / "pgkeep-audit.jsonl").read_text()
+    assert '"request_id": "trace-42"' in audit

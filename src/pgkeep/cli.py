@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pgkeep import errors, formats, tokens
+from pgkeep import errors, formats, logs, tokens
 from pgkeep.cli_progress import progress_control
 from pgkeep.config import Settings, load_settings
 from pgkeep.core.models import BackupOptions, Compression, DumpFormat, Verification
@@ -34,14 +34,6 @@ EXIT_NOT_VERIFIED = 6
 
 def exit_code_for(exc: errors.PgkeepError) -> int:
     return next(EXIT_CODES[c] for c in type(exc).__mro__ if c in EXIT_CODES)
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -171,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     try:
         settings = load_settings()
-        configure_logging("DEBUG" if args.debug else settings.log_level)
+        logs.configure("DEBUG" if args.debug else settings.log_level, settings.log_format)
         return handler(args, settings)
     except errors.PgkeepError as exc:
         if args.debug:

@@ -8,6 +8,7 @@ Job records are kept in storage so a restart can mark interrupted ones failed.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import secrets
@@ -184,7 +185,11 @@ class JobRunner:
             self._jobs[job.id] = job
             self._controls[job.id] = control
             self._save()
-        threading.Thread(target=self._run, args=(job.id, work, control), daemon=True).start()
+        # In a copy of the caller's context: the job's log lines keep its request id.
+        context = contextvars.copy_context()
+        threading.Thread(
+            target=context.run, args=(self._run, job.id, work, control), daemon=True
+        ).start()
         return job
 
     def get(self, job_id: str) -> Job:

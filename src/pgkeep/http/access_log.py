@@ -1,21 +1,38 @@
 """Access log and common headers, as plain ASGI middleware (downloads stream through untouched).
 
-One line per request with the query string's credentials (`token`, `ticket`)
-redacted; uvicorn's own access log is switched off so no line ever carries them.
+One line per request, with its request id (X-Request-Id, echoed back) and the
+query string's credentials (`token`, `ticket`) redacted; uvicorn's own access
+log is switched off so no line ever carries them.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pgkeep.logs import request_id
 
 logger = logging.getLogger("pgkeep.access")
 
 _SECRET_PARAM = re.compile(r"((?:^|&)(?:token|ticket|access_token)=)[^&]*", re.IGNORECASE)
 _COMMON_HEADERS = [(b"x-content-type-options", b"nosniff")]
+
+
+_GOOD_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _request_id(scope: Scope) -> str:
+    """The caller's X-Request-Id when it is a sane token, else a new one."""
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            text = bytes(value).decode("latin-1")
+            if _GOOD_ID.fullmatch(text):
+                return text
+    return secrets.token_hex(8)
 
 
 def redact_query(query: str) -> str:
@@ -33,12 +50,18 @@ class AccessLogMiddleware:
         started = time.monotonic()
         status = 0
         sent = 0
+        rid = _request_id(scope)
+        token = request_id.set(rid)
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), *_COMMON_HEADERS]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *_COMMON_HEADERS,
+                    (b"x-request-id", rid.encode()),
+                ]
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
             await send(message)
@@ -50,11 +73,13 @@ class AccessLogMiddleware:
             target = scope["path"] + (f"?{query}" if query else "")
             client = scope.get("client") or ("-", 0)
             logger.info(
-                '%s "%s %s" %d %dB %dms',
+                '%s "%s %s" %d %dB %dms rid=%s',
                 client[0],
                 scope["method"],
                 target,
                 status,
                 sent,
                 (time.monotonic() - started) * 1000,
+                rid,
             )
+            request_id.reset(token)

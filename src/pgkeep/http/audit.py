@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgkeep import formats
 from pgkeep.errors import PgkeepError
+from pgkeep.logs import request_id
 from pgkeep.storage.audit import AuditLog
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class AuditMiddleware:
                     target=found[1][:200],
                     status=status,
                     result="ok" if status < 400 else "refused" if status < 500 else "failed",
+                    request_id=request_id.get(),
                 )
             except PgkeepError as exc:
                 logger.error("audit log: %s", exc.message)

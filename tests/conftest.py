@@ -115,10 +115,10 @@ def connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
 
 
 def backup_files(directory: Path) -> list[str]:
-    """What a backup directory holds besides pgkeep's own job records."""
+    """What a backup directory holds besides pgkeep's own records (jobs, audit log)."""
     if not directory.exists():
         return []
-    return sorted(p.name for p in directory.iterdir() if p.name != "pgkeep-jobs.json")
+    return sorted(p.name for p in directory.iterdir() if not p.name.startswith("pgkeep-"))
 
 
 @pytest.fixture(scope="session")

@@ -154,3 +154,35 @@ def test_serve_process_json_logs_carry_request_ids(
     assert any(r["message"].startswith("backup finished target=") for r in tagged)
     audit = (backup_dir / "pgkeep-audit.jsonl").read_text()
     assert '"request_id": "trace-42"' in audit
+
+
+def test_two_serve_processes_race_for_one_scheduled_slot(
+    database: str, cluster: ThrowawayCluster, tmp_path: Path
+) -> None:
+    """Both wake for the same minute; exactly one backup is taken. (Waits for a minute slot.)"""
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    envs = [
+        server_env(database, d, cluster)
+        | {"PGKEEP_SCHEDULE": "* * * * *", "PGKEEP_SCHEDULER_INTERVAL_SECONDS": "0.5"}
+        for d in dirs
+    ]
+
+    def backups() -> list[str]:
+        return [p.name for d in dirs if d.exists() for p in d.glob("backup-*.sql")]
+
+    with (
+        serving(envs[0], tmp_path / "a.log") as first,
+        serving(envs[1], tmp_path / "b.log"),
+    ):
+        deadline = time.monotonic() + 90
+        while not backups() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(5)  # give the loser every chance to run it too
+        taken = backups()
+        ready = httpx.get(f"{first}/readyz").json()
+    assert len(taken) == 1, taken
+    [scheduler] = [c for c in ready["checks"] if c["name"] == "scheduler"]
+    assert scheduler["ok"] is True
+    logs = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
+    assert logs.count("scheduled backup started for slot") == 1
+    assert "already taken by another process" in logs

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     notify_secret: SecretStr | None = None
     notify_success: bool = False
     schedule: str | None = None
+    schedule_database: str = "postgres"
+    scheduler_interval_seconds: float = Field(default=15.0, gt=0, le=300)
     verify_schedule: str | None = None
     metrics_token: SecretStr | None = None
     metrics_allow: Annotated[tuple[str, ...], NoDecode] = ()
@@ -154,6 +156,7 @@ def load_settings(**overrides: object) -> Settings:
     _check_algorithms(settings)
     _check_secret(settings)
     _check_backup_dir(settings)
+    _check_schedules_and_alerts(settings)
     try:
         settings.default_options()
     except InvalidInput as exc:
@@ -187,6 +190,18 @@ def _check_algorithms(settings: Settings) -> None:
             f"PGKEEP_JWT_ALGORITHMS: {', '.join(refused)} not allowed with {kind}; "
             f"choose from {', '.join(sorted(allowed))}"
         )
+
+
+def _check_schedules_and_alerts(settings: Settings) -> None:
+    from pgkeep.core.schedule import parse
+
+    if settings.schedule:
+        parse(settings.schedule, "PGKEEP_SCHEDULE")
+    if settings.verify_schedule:
+        parse(settings.verify_schedule, "PGKEEP_VERIFY_SCHEDULE")
+    webhooks = [u for u in settings.notify_urls if u.startswith(("http://", "https://"))]
+    if webhooks and settings.notify_secret is None:
+        raise ConfigError("PGKEEP_NOTIFY_SECRET: required to sign webhooks in PGKEEP_NOTIFY_URLS")
 
 
 def _check_backup_dir(settings: Settings) -> None:

@@ -18,4 +18,13 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     port = port or settings.port
     logger.info("pgkeep serving target=%s on http://%s:%d", app.state.service.target, host, port)
     # access_log=False: uvicorn's would print query strings (tokens) verbatim; ours redacts them.
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, server_header=False)
+    scheduler = app.state.scheduler
+    if scheduler is not None:
+        scheduler.start()
+    try:
+        uvicorn.run(
+            app, host=host, port=port, log_config=None, access_log=False, server_header=False
+        )
+    finally:
+        if scheduler is not None:
+            scheduler.stop()

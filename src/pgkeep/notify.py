@@ -1,0 +1,181 @@
+"""Alerts: failed backups, failed verifies and stale backups, told to people and systems.
+
+`http(s)://` URLs get a plain webhook: a JSON body signed with HMAC-SHA256 of
+PGKEEP_NOTIFY_SECRET in `X-Pgkeep-Signature: sha256=<hex>`. Any other URL is an
+Apprise URL (Slack, e-mail, Telegram…). Delivery runs on its own thread with
+retries and exponential backoff; a failed delivery is logged and never blocks
+or fails a backup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import queue
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import apprise
+
+from pgkeep import formats
+from pgkeep.core.events import Event
+
+logger = logging.getLogger(__name__)
+
+ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Message:
+    event: str  # backup.failed, verify.failed, backup.stale, backup.succeeded
+    target: str
+    at: datetime
+    text: str
+    filename: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "event": self.event,
+            "target": self.target,
+            "at": formats.iso_ms(self.at),
+            "filename": self.filename,
+            "text": self.text,
+        }
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class Notifier:
+    def __init__(
+        self,
+        urls: tuple[str, ...],
+        secret: str | None,
+        *,
+        send_success: bool = False,
+        backoff_seconds: float = 2.0,
+    ) -> None:
+        self._urls = urls
+        self._secret = secret
+        self._send_success = send_success
+        self._backoff = backoff_seconds
+        self._queue: queue.Queue[tuple[str, Message]] = queue.Queue()
+        self._stale_since: datetime | None = None
+        self.delivered = 0
+        self.failed = 0
+        if urls:
+            threading.Thread(target=self._deliver_forever, daemon=True).start()
+
+    def on_event(self, event: Event) -> None:
+        """A service listener: turns outcomes into messages."""
+        if event.status == "failed":
+            what = "backup" if event.kind == "backup" else f"verify of {event.filename}"
+            self.send(
+                Message(
+                    f"{event.kind}.failed",
+                    event.target,
+                    event.at,
+                    f"{what} of database {event.target!r} failed: {event.error}",
+                    event.filename,
+                )
+            )
+        elif event.status == "succeeded" and event.kind == "backup":
+            self._stale_since = None
+            if self._send_success:
+                self.send(
+                    Message(
+                        "backup.succeeded",
+                        event.target,
+                        event.at,
+                        f"backup {event.filename} of {event.target!r} succeeded "
+                        f"({event.size_bytes} bytes)",
+                        event.filename,
+                    )
+                )
+
+    def check_stale(
+        self, target: str, last_success: datetime | None, now: datetime, stale_after: timedelta
+    ) -> bool:
+        """Alert once when the newest good backup is older than `stale_after`."""
+        if last_success is not None and now - last_success <= stale_after:
+            self._stale_since = None
+            return False
+        if self._stale_since is not None:
+            return False  # already told
+        self._stale_since = now
+        since = formats.iso_ms(last_success) if last_success else "never"
+        self.send(
+            Message(
+                "backup.stale",
+                target,
+                now,
+                f"no successful backup of {target!r} for longer than {stale_after} (last: {since})",
+            )
+        )
+        return True
+
+    def send(self, message: Message) -> None:
+        for url in self._urls:
+            self._queue.put((url, message))
+
+    def _deliver_forever(self) -> None:
+        while True:
+            url, message = self._queue.get()
+            self._deliver(url, message)
+
+    def _deliver(self, url: str, message: Message) -> None:
+        send: Callable[[str, Message], None] = (
+            self._webhook if url.startswith(("http://", "https://")) else _apprise
+        )
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                send(url, message)
+                self.delivered += 1
+                return
+            except Exception as exc:
+                logger.warning(
+                    "alert %s to %s failed (attempt %d/%d): %s",
+                    message.event,
+                    _safe(url),
+                    attempt,
+                    ATTEMPTS,
+                    exc,
+                )
+                time.sleep(self._backoff * 2 ** (attempt - 1))
+        self.failed += 1
+        logger.error(
+            "alert %s to %s given up after %d attempts", message.event, _safe(url), ATTEMPTS
+        )
+
+    def _webhook(self, url: str, message: Message) -> None:
+        body = json.dumps(message.body()).encode()
+        headers = {"Content-Type": "application/json", "X-Pgkeep-Event": message.event}
+        if self._secret:
+            headers["X-Pgkeep-Signature"] = signature(self._secret, body)
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (operator's URL)
+            if response.status >= 300:
+                raise OSError(f"HTTP {response.status}")
+
+
+def _apprise(url: str, message: Message) -> None:
+    sender = apprise.Apprise()
+    if not sender.add(url):
+        raise ValueError("not a valid Apprise URL")
+    if not sender.notify(title=f"pgkeep: {message.event}", body=message.text):
+        raise OSError("Apprise could not deliver")
+
+
+def _safe(url: str) -> str:
+    """The URL without credentials or query, for logs."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    return f"{scheme}://{host}/…"

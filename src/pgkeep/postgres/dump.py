@@ -10,6 +10,7 @@ snapshot pg_dump is importing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import subprocess
@@ -122,7 +123,10 @@ class PgDumper:
                 proc.stdout.close()
                 tail.join()
                 counter.join()
-                conn.rollback()
+                # Ends the snapshot. If the server died mid-dump this fails too; pg_dump's
+                # own error (already raised) is the one to report, so this one is dropped.
+                with contextlib.suppress(psycopg.Error):
+                    conn.rollback()
 
     def _chunks(
         self, proc: subprocess.Popen[bytes], out: IO[bytes], tail: StderrTail

@@ -8,6 +8,7 @@ same server is held while a run lasts.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,4 +82,5 @@ class PgLedger:
                 yield acquired
             finally:
                 if acquired:
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                    with contextlib.suppress(psycopg.Error):  # the lock dies with the session
+                        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pgkeep.core.models import StoredObject
-from pgkeep.errors import Conflict, InvalidInput, NotFound, StorageError
+from pgkeep.errors import Conflict, InsufficientStorage, InvalidInput, NotFound, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -168,10 +168,12 @@ class LocalWriter:
                 view = view[written:]
                 self.bytes_written += written
         except OSError as exc:
-            raise StorageError(
-                f"cannot write backup {self._final.name!r}: {exc.strerror}",
-                "no space left in the backup directory" if exc.errno == errno.ENOSPC else "",
-            ) from exc
+            if exc.errno == errno.ENOSPC:
+                raise InsufficientStorage(
+                    f"cannot write backup {self._final.name!r}: {exc.strerror}",
+                    "no space left in the backup directory",
+                ) from exc
+            raise StorageError(f"cannot write backup {self._final.name!r}: {exc.strerror}") from exc
 
     def commit(self, *, replace: bool = False) -> None:
         try:

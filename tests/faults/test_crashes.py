@@ -1,0 +1,168 @@
+"""Fault injection with real processes: each ends with nothing lost and nothing half-visible."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pgkeep.postgres.cluster import ThrowawayCluster, _free_port
+from tests.blocking import pg_dump_pids
+from tests.conftest import backup_files
+from tests.test_serve_process import _token, server_env, serving
+
+
+def _start(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pgkeep", "serve", "--port", str(port)],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base}/healthz")
+            return proc, base
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(log.read_text())
+
+
+def _wait(predicate: object, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def test_kill_9_mid_dump_then_restart(
+    slow_database: str, backup_dir: Path, cluster: ThrowawayCluster, tmp_path: Path
+) -> None:
+    env = server_env(slow_database, backup_dir, cluster)
+    env |= {"PGKEEP_DEFAULT_COMPRESSION": "gzip", "PGKEEP_DEFAULT_LEVEL": "9"}
+    auth = {"Authorization": f"Bearer {_token()}"}
+    log = tmp_path / "server.log"
+    proc, base = _start(env, log)
+    try:
+        earlier = httpx.post(
+            f"{base}/api/backup/create",
+            headers=auth,
+            json={"compression": "gzip", "level": 1},
+            timeout=120,
+        ).json()
+        job = httpx.post(f"{base}/api/backup/create?async=true", headers=auth).json()["job"]
+
+        def partial_growing() -> bool:
+            return any(p.stat().st_size > 1_000_000 for p in backup_dir.glob("*.partial"))
+
+        _wait(partial_growing)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert list(backup_dir.glob("*.partial"))  # the crash left one behind
+    _wait(lambda: not pg_dump_pids(slow_database), timeout=30)  # pg_dump died with its reader
+
+    proc, base = _start(env, log)
+    try:
+        listing = httpx.get(f"{base}/api/backup/list", headers=auth).json()
+        crashed = httpx.get(f"{base}/api/backup/jobs/{job['id']}", headers=auth).json()["job"]
+        verify = httpx.post(
+            f"{base}/api/backup/{earlier['filename']}/verify", headers=auth, timeout=120
+        ).json()
+    finally:
+        proc.terminate()
+        proc.wait()
+    assert not list(backup_dir.glob("*.partial"))
+    assert [b["filename"] for b in listing["backups"]] == [earlier["filename"]]
+    assert crashed["status"] == "failed"
+    assert crashed["error"] == "interrupted by a restart of pgkeep"
+    assert verify["verified"] is True
+    assert "removed partial backup left by an interrupted create" in log.read_text()
+
+
+def test_database_stops_mid_dump(
+    pg_bin_dirs: dict[int, Path], backup_dir: Path, tmp_path: Path
+) -> None:
+    own = ThrowawayCluster(pg_bin_dirs[max(pg_bin_dirs)])
+    own.start()
+    try:
+        url = own.create_database("victim")
+        own.execute(
+            "CREATE TABLE big AS SELECT i, md5(i::text) AS a FROM generate_series(1, 3000000) AS i",
+            "victim",
+        )
+        env = server_env(url, backup_dir, own) | {
+            "PGKEEP_DEFAULT_COMPRESSION": "gzip",
+            "PGKEEP_DEFAULT_LEVEL": "9",
+        }
+        auth = {"Authorization": f"Bearer {_token()}"}
+        with serving(env, tmp_path / "server.log") as base:
+            job = httpx.post(f"{base}/api/backup/create?async=true", headers=auth).json()["job"]
+            _wait(lambda: any(p.stat().st_size > 100_000 for p in backup_dir.glob("*.partial")))
+            own._run("pg_ctl", "-D", "data", "-w", "-m", "immediate", "stop")
+            _wait(
+                lambda: (
+                    httpx.get(f"{base}/api/backup/jobs/{job['id']}", headers=auth).json()["job"][
+                        "status"
+                    ]
+                    != "running"
+                )
+            )
+            done = httpx.get(f"{base}/api/backup/jobs/{job['id']}", headers=auth).json()["job"]
+            listing = httpx.get(f"{base}/api/backup/list", headers=auth).json()
+            health = httpx.get(f"{base}/healthz")
+    finally:
+        own.stop()
+    assert done["status"] == "failed"
+    assert "pg_dump" in done["error"]
+    assert done["details"]  # pg_dump's own words about the lost connection
+    assert listing["count"] == 0
+    assert backup_files(backup_dir) == []
+    assert health.status_code == 200
+
+
+def test_client_disconnects_mid_download_and_mid_create(
+    slow_database: str, backup_dir: Path, cluster: ThrowawayCluster, tmp_path: Path
+) -> None:
+    env = server_env(slow_database, backup_dir, cluster)
+    auth = {"Authorization": f"Bearer {_token()}"}
+    with serving(env, tmp_path / "server.log") as base:
+        # Mid-create: the client gives up; the backup completes anyway (documented).
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                f"{base}/api/backup/create", headers=auth, json={"compression": "gzip"}, timeout=0.5
+            )
+        _wait(
+            lambda: httpx.get(f"{base}/api/backup/list", headers=auth).json()["count"] == 1,
+            timeout=120,
+        )
+        name = httpx.get(f"{base}/api/backup/list", headers=auth).json()["backups"][0]
+        assert not list(backup_dir.glob("*.partial"))
+        # Mid-download: read a little, hang up.
+        for _ in range(3):
+            with httpx.stream(
+                "GET", f"{base}/api/backup/download/{name['filename']}", headers=auth
+            ) as response:
+                next(response.iter_raw(65536))
+        whole = httpx.get(
+            f"{base}/api/backup/download/{name['filename']}", headers=auth, timeout=120
+        )
+        health = httpx.get(f"{base}/healthz")
+    assert whole.status_code == 200
+    assert len(whole.content) == name["sizeBytes"]
+    assert health.status_code == 200

@@ -29,7 +29,7 @@ class CreateRequest(_Strict):
 
     format: DumpFormat | None = None
     compression: Compression | None = None
-    level: int | None = None
+    level: int | None = Field(default=None, ge=0, le=19, description="gzip 1-9, zstd 1-19")
 
     def options(self, defaults: BackupOptions) -> BackupOptions:
         """Fill what the body leaves out from the defaults (PGKEEP_DEFAULT_*).
@@ -55,7 +55,9 @@ class VerifyRequest(_Strict):
 
 
 class RestoreRequest(_Strict):
-    targetDatabase: str  # noqa: N815 (the spec's JSON is camelCase)
+    targetDatabase: str = Field(  # noqa: N815 (the spec's JSON is camelCase)
+        min_length=1, max_length=63, description="a new database's name"
+    )
     replace: bool = False
     confirm: str | None = None
 

@@ -186,8 +186,13 @@ class BackupService:
 
     def list(self) -> builtins.list[Backup]:
         """Completed backups, newest first; unrelated objects in storage are left out."""
+        objects = self._storage.list()
+        # One listing says which manifests exist: no failed opens for backups without one.
+        names = {obj.name for obj in objects}
         backups = [
-            self._to_backup(obj) for obj in self._storage.list() if naming.is_backup_name(obj.name)
+            self._to_backup(obj, naming.manifest_name(obj.name) in names)
+            for obj in objects
+            if naming.is_backup_name(obj.name)
         ]
         return sorted(backups, key=lambda b: naming.sort_key(b.name), reverse=True)
 
@@ -428,9 +433,9 @@ class BackupService:
                 decision.reasons[0],
             )
 
-    def _to_backup(self, obj: StoredObject) -> Backup:
+    def _to_backup(self, obj: StoredObject, has_manifest: bool = True) -> Backup:
         try:
-            manifest = self._manifests.load(obj.name)
+            manifest = self._manifests.load(obj.name) if has_manifest else None
         except PgkeepError as exc:
             logger.warning("ignoring unreadable manifest of %s: %s", obj.name, exc.message)
             manifest = None

@@ -16,8 +16,8 @@ run: $(STAMP)
 	$(BIN)/pgkeep demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -33,6 +33,10 @@ unit: $(STAMP) browser
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# Not part of `make test`: builds ~2 GB of data and takes several minutes.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

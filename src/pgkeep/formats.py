@@ -12,8 +12,12 @@ def size_text(size_bytes: int) -> str:
 
 def iso_ms(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and `Z`."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    t = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    # Formatted by hand: strftime was the top cost of listing 10,000 backups.
+    return (
+        f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
+        f".{t.microsecond // 1000:03d}Z"
+    )
 
 
 def http_date(moment: datetime) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,41 @@ def test_local_disk_full_raises_and_leaves_no_partial(tmp_path: Path) -> None:
         assert list(mount.iterdir()) == []
     finally:
         os.system(f"umount {mount}")  # noqa: S605
+
+
+def test_local_version_is_withheld_while_the_directory_is_fresh(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "b")
+    assert storage.version() is None  # just changed: mtime too coarse to trust yet
+    old = time.time() - 10
+    os.utime(tmp_path / "b", (old, old))
+    token = storage.version()
+    assert token is not None
+    assert storage.version() == token
+    (tmp_path / "b" / NAME).write_text("x")
+    assert storage.version() != token
+
+
+def test_service_list_cache_sees_every_change(tmp_path: Path) -> None:
+    from pgkeep.core.service import BackupService
+
+    class NoDumper:
+        target = "db"
+
+    directory = tmp_path / "b"
+    storage = LocalStorage(directory)
+    service = BackupService(storage, NoDumper())  # type: ignore[arg-type]
+    (directory / NAME).write_text("x")
+
+    def age() -> None:
+        old = time.time() - 10
+        os.utime(directory, (old, old))
+
+    age()
+    first = service.list()
+    assert service.list() is first  # cached while nothing changed
+    (directory / "backup-2024-12-09T10-30-46.sql").write_text("y")
+    second = service.list()
+    assert [b.name for b in second] == ["backup-2024-12-09T10-30-46.sql", NAME]
+    age()
+    (directory / NAME).unlink()
+    assert [b.name for b in service.list()] == ["backup-2024-12-09T10-30-46.sql"]

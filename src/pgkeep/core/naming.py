@@ -8,8 +8,10 @@ format and compression: `.sql`, `.sql.gz`, `.sql.zst` (plain) or `.dump`
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Container
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pgkeep.core.models import Compression, DumpFormat
@@ -26,6 +28,7 @@ _KINDS = {
     ".dump": (DumpFormat.CUSTOM, Compression.NONE),
 }
 _STAMP_FORMAT = "%Y-%m-%dT%H-%M-%S"
+_DIGITS = re.compile(r"\d+")
 MAX_NAME_LENGTH = 64
 MAX_SEQUENCE = 9999
 MANIFEST_SUFFIX = ".json"
@@ -45,19 +48,36 @@ def make_name(created_at: datetime, taken: Container[str], extension: str = ".sq
     raise InvalidInput(f"too many backups started at {stamp}")
 
 
-def is_backup_name(name: str) -> bool:
-    if len(name) > MAX_NAME_LENGTH or _PATTERN.fullmatch(name) is None:
-        return False
+@dataclass(frozen=True)
+class Parsed:
+    created_at: datetime
+    seq: int
+    extension: str
+
+
+@functools.lru_cache(maxsize=65536)
+def parse(name: str) -> Parsed | None:
+    """A backup name's parts, or None if it is not one. Cached: lists parse every name."""
+    if len(name) > MAX_NAME_LENGTH:
+        return None
+    match = _PATTERN.fullmatch(name)
+    if match is None:
+        return None
+    y, mo, d, h, mi, sec = (int(p) for p in _DIGITS.findall(match["stamp"]))
     try:
-        _stamp_time(name)
-    except ValueError:
-        return False
-    return True
+        created = datetime(y, mo, d, h, mi, sec, tzinfo=UTC)
+    except ValueError:  # month 13, 30 February…
+        return None
+    return Parsed(created, int(match["seq"]) if match["seq"] else 1, match["ext"])
+
+
+def is_backup_name(name: str) -> bool:
+    return parse(name) is not None
 
 
 def validate_name(name: str) -> str:
     """Return `name` if it is a backup name, else raise InvalidInput naming the problem."""
-    if not is_backup_name(name):
+    if parse(name) is None:
         shown = name if len(name) <= MAX_NAME_LENGTH and name.isprintable() else repr(name[:64])
         raise InvalidInput(
             f"invalid backup name {shown!r}",
@@ -67,11 +87,16 @@ def validate_name(name: str) -> str:
     return name
 
 
+def _parsed(name: str) -> Parsed:
+    validate_name(name)
+    parsed = parse(name)
+    assert parsed is not None  # noqa: S101 (validated)
+    return parsed
+
+
 def kind(name: str) -> tuple[DumpFormat, Compression]:
     """Format and compression as the (valid) name's extension says."""
-    match = _PATTERN.fullmatch(validate_name(name))
-    assert match is not None  # noqa: S101 (validated)
-    return _KINDS[match["ext"]]
+    return _KINDS[_parsed(name).extension]
 
 
 def manifest_name(name: str) -> str:
@@ -80,18 +105,10 @@ def manifest_name(name: str) -> str:
 
 def created_at(name: str) -> datetime:
     """The dump start time encoded in a (valid) backup name, UTC."""
-    return _stamp_time(validate_name(name))
+    return _parsed(name).created_at
 
 
 def sort_key(name: str) -> tuple[datetime, int]:
     """Orders backups by start time, then by suffix; newest last."""
-    match = _PATTERN.fullmatch(name)
-    seq = int(match["seq"]) if match and match["seq"] else 1
-    return created_at(name), seq
-
-
-def _stamp_time(name: str) -> datetime:
-    match = _PATTERN.fullmatch(name)
-    if match is None:
-        raise ValueError(name)
-    return datetime.strptime(match["stamp"], _STAMP_FORMAT).replace(tzinfo=UTC)
+    parsed = _parsed(name)
+    return parsed.created_at, parsed.seq

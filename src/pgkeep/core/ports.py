@@ -76,6 +76,11 @@ class Storage(Protocol):
         """Space left for new objects; None when the storage cannot tell."""
         ...
 
+    def version(self) -> object | None:
+        """A token that changes whenever objects are added, removed or replaced; None when
+        the storage cannot promise that right now (then nothing may be cached)."""
+        ...
+
 
 class DumpStream(Protocol):
     """A dump under way: its bytes, the versions involved and, once read to the end, row counts."""

@@ -87,6 +87,7 @@ class BackupService:
         self.min_free_bytes = min_free_bytes
         self.listeners: builtins.list[Listener] = []
         self.readiness_probes: builtins.list[Callable[[], Check]] = []
+        self._list_cache: tuple[object, builtins.list[Backup]] | None = None
 
     @property
     def target(self) -> str:
@@ -185,7 +186,20 @@ class BackupService:
         emit(self.listeners, Event(kind, status, self.target, self._clock(), filename, size, error))
 
     def list(self) -> builtins.list[Backup]:
-        """Completed backups, newest first; unrelated objects in storage are left out."""
+        """Completed backups, newest first; unrelated objects in storage are left out.
+
+        The same list object is returned while storage reports the same version, so
+        callers may cache what they derive from it by identity.
+        """
+        version = self._storage.version()
+        cached = self._list_cache
+        if version is not None and cached is not None and cached[0] == version:
+            return cached[1]
+        backups = self._scan()
+        self._list_cache = (version, backups) if version is not None else None
+        return backups
+
+    def _scan(self) -> builtins.list[Backup]:
         objects = self._storage.list()
         # One listing says which manifests exist: no failed opens for backups without one.
         names = {obj.name for obj in objects}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from pgkeep import formats
@@ -112,13 +114,21 @@ class BackupItem(_BackupFields):
 
     @classmethod
     def of(cls, backup: Backup) -> BackupItem:
-        return cls(
-            filename=backup.name,
-            size=formats.size_text(backup.size_bytes),
-            created=formats.iso_ms(backup.created_at),
-            modified=formats.iso_ms(backup.modified_at),
-            **cls.fields_of(backup),  # type: ignore[arg-type]
-        )
+        return cls(**cls.plain(backup))
+
+    @classmethod
+    def plain(cls, backup: Backup) -> dict[str, Any]:
+        """The item as plain JSON values: lists of thousands skip model validation."""
+        fields = cls.fields_of(backup)
+        return {
+            "filename": backup.name,
+            "size": formats.size_text(backup.size_bytes),
+            "created": formats.iso_ms(backup.created_at),
+            "modified": formats.iso_ms(backup.modified_at),
+            **fields,
+            "format": str(fields["format"]),
+            "compression": str(fields["compression"]),
+        }
 
 
 class ListResponse(BaseModel):

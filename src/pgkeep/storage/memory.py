@@ -48,8 +48,13 @@ class MemoryStorage:
 
     def delete(self, name: str) -> None:
         with self._lock:
+            self._version += 1
             if self._objects.pop(name, None) is None:
                 raise NotFound(f"backup {name!r} not found")
+
+    def version(self) -> object | None:
+        with self._lock:
+            return (self._version, len(self._objects))
 
     def free_bytes(self) -> int | None:
         return None

@@ -115,9 +115,14 @@ def create_backup(
 
 
 @router.get("/list", response_model=ListResponse)
-def list_backups(service: Service, principal: Owner) -> ListResponse:
-    backups = [BackupItem.of(b) for b in service.list()]
-    return ListResponse(backups=backups, count=len(backups))
+def list_backups(request: Request, service: Service, principal: Owner) -> Response:
+    backups = service.list()
+    cached = getattr(request.app.state, "list_body", None)
+    if cached is None or cached[0] is not backups:  # the service hands out the same list
+        items = [BackupItem.plain(b) for b in backups]  # until storage changes
+        body = JSONResponse({"success": True, "backups": items, "count": len(items)}).body
+        cached = request.app.state.list_body = (backups, body)
+    return Response(cached[1], media_type="application/json")
 
 
 @router.get(

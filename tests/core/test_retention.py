@@ -60,9 +60,16 @@ def test_retention_age_at_the_thirty_day_boundary(age: timedelta, deleted: bool)
     assert (expired([newest, backup], RetentionPolicy(), NOW) == [backup]) is deleted
 
 
-def test_retention_zero_days_and_no_rules_keeps_only_the_floor() -> None:
+def test_retention_with_no_rule_at_all_is_off() -> None:
+    backups = [_ago(days=d) for d in (1, 200, 3000)]
+    policy = RetentionPolicy(max_age_days=0, min_keep=1)
+    assert expired(backups, policy, NOW) == []
+    assert {d.reasons for d in plan(backups, policy, NOW)} == {("retention is off",)}
+
+
+def test_retention_zero_days_with_a_count_rule_keeps_only_what_rules_keep() -> None:
     backups = [_ago(days=d) for d in (1, 2, 3)]
-    policy = RetentionPolicy(max_age_days=0, min_keep=2)
+    policy = RetentionPolicy(max_age_days=0, keep_last=1, min_keep=2)
     assert _names(expired(backups, policy, NOW)) == _names(backups[2:])
 
 

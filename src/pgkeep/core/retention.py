@@ -8,8 +8,10 @@ A backup is kept when any rule keeps it:
 - *floor*: it is among the newest `min_keep` good backups (with a manifest, and not
   failed verification), so cleanup never leaves fewer than that;
 - *pinned*: someone pinned it.
-Everything else is deleted. Age is measured from each backup's creation time
-(the dump's start, encoded in its name), not from the file's mtime.
+Everything else is deleted. With no rule at all (age 0 and every count 0) retention
+is off and nothing is deleted: "0" never means "keep nothing". Age is measured from
+each backup's creation time (the dump's start, encoded in its name), not from the
+file's mtime.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def plan(
 ) -> list[Decision]:
     """A decision for every backup, newest first."""
     ordered = sorted(backups, key=lambda b: (b.created_at, b.name), reverse=True)
+    if not _any_rule(policy):
+        return [Decision(b, True, ("retention is off",)) for b in ordered]
     reasons: dict[str, list[str]] = {b.name: [] for b in ordered}
     pins = set(pinned)
     for b in ordered:
@@ -93,6 +97,11 @@ def _newest_per_bucket(
             seen.add(key)
             kept.append(b)
     return kept
+
+
+def _any_rule(p: RetentionPolicy) -> bool:
+    counts = (p.keep_last, p.keep_daily, p.keep_weekly, p.keep_monthly, p.keep_yearly)
+    return p.max_age_days > 0 or any(n > 0 for n in counts)
 
 
 def _good(backup: Backup) -> bool:

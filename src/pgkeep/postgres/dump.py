@@ -32,7 +32,7 @@ from pgkeep.postgres.target import Target
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 256 * 1024
+CHUNK_SIZE = 1024 * 1024
 
 
 def dump_argv(

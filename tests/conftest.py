@@ -5,6 +5,7 @@ PGKEEP_TEST_PG_MAJOR picks the server major (default: the newest this machine ha
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -31,6 +32,17 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("PGKEEP_") and name != "PGKEEP_TEST_PG_MAJOR":
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The CLI configures the root logger (as entry points do); undo it after each test, so
+    no later log line goes to a stream pytest has already closed."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

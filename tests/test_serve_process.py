@@ -170,6 +170,12 @@ def test_two_serve_processes_race_for_one_scheduled_slot(
     def backups() -> list[str]:
         return [p.name for d in dirs if d.exists() for p in d.glob("backup-*.sql")]
 
+    # Both must be up before the slot, or the late one rightly schedules the next minute
+    # and there is no race: start early in a minute (a server starts in a few seconds).
+    second = time.localtime().tm_sec
+    if second > 30:
+        time.sleep(61 - second)
+
     with (
         serving(envs[0], tmp_path / "a.log") as first,
         serving(envs[1], tmp_path / "b.log"),

@@ -19,11 +19,10 @@ from pgkeep.postgres.cluster import ThrowawayCluster, _free_port
 from tests.conftest import SECRET
 
 
-@contextmanager
-def serving(env: dict[str, str], log: Path) -> Iterator[str]:
-    """`python -m pgkeep serve` on a free port; yields its base URL."""
+def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m pgkeep serve` on a free port, once it answers; the process and base URL."""
     port = _free_port()
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pgkeep", "serve", "--port", str(port)],
             env={**os.environ, **env},
@@ -31,16 +30,22 @@ def serving(env: dict[str, str], log: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz").status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(log.read_text())
+
+
+@contextmanager
+def serving(env: dict[str, str], log: Path) -> Iterator[str]:
+    """A served pgkeep for the block; stopped afterwards."""
+    proc, base = start_server(env, log)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError(log.read_text())
         yield base
     finally:
         proc.terminate()

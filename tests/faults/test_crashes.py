@@ -4,39 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from pgkeep.postgres.cluster import ThrowawayCluster, _free_port
+from pgkeep.postgres.cluster import ThrowawayCluster
 from tests.blocking import pg_dump_pids
 from tests.conftest import backup_files
-from tests.test_serve_process import _token, server_env, serving
-
-
-def _start(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pgkeep", "serve", "--port", str(port)],
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{base}/healthz")
-            return proc, base
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(log.read_text())
+from tests.test_serve_process import _token, server_env, serving, start_server
 
 
 def _wait(predicate: object, timeout: float = 60) -> None:
@@ -55,7 +32,7 @@ def test_kill_9_mid_dump_then_restart(
     env |= {"PGKEEP_DEFAULT_COMPRESSION": "gzip", "PGKEEP_DEFAULT_LEVEL": "9"}
     auth = {"Authorization": f"Bearer {_token()}"}
     log = tmp_path / "server.log"
-    proc, base = _start(env, log)
+    proc, base = start_server(env, log)
     try:
         earlier = httpx.post(
             f"{base}/api/backup/create",
@@ -77,7 +54,7 @@ def test_kill_9_mid_dump_then_restart(
     assert list(backup_dir.glob("*.partial"))  # the crash left one behind
     _wait(lambda: not pg_dump_pids(slow_database), timeout=30)  # pg_dump died with its reader
 
-    proc, base = _start(env, log)
+    proc, base = start_server(env, log)
     try:
         listing = httpx.get(f"{base}/api/backup/list", headers=auth).json()
         crashed = httpx.get(f"{base}/api/backup/jobs/{job['id']}", headers=auth).json()["job"]

@@ -7,6 +7,7 @@ Every error response, the framework's own 404/405/400 included, has the body
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pgkeep import errors
+from pgkeep.http.schemas import ErrorBody
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,11 @@ STATUS: dict[type[errors.PgkeepError], int] = {
 }
 _FRAMEWORK_MESSAGES = {404: "Not found", 405: "Method not allowed"}
 NO_STORE = {"Cache-Control": "no-store"}
+
+
+def documented(*codes: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for error statuses, all with the spec's body."""
+    return {code: {"model": ErrorBody, "description": text} for code, text in codes}
 
 
 def status_for(exc: errors.PgkeepError) -> int:

@@ -22,14 +22,13 @@ from pgkeep.core.service import BackupService
 from pgkeep.errors import PgkeepError
 from pgkeep.http import ranges
 from pgkeep.http.auth import DownloadAccess, Owner
-from pgkeep.http.errors import error_response
+from pgkeep.http.errors import documented, error_response
 from pgkeep.http.schemas import (
     BackupItem,
     CreateRequest,
     CreateResponse,
     DeleteResponse,
     DownloadLinkResponse,
-    ErrorBody,
     ListResponse,
     RestoreRequest,
     RestoreResponse,
@@ -37,15 +36,10 @@ from pgkeep.http.schemas import (
     VerifyResponse,
 )
 
-
-def _errors(*codes: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody, "description": text} for code, text in codes}
-
-
 router = APIRouter(
     prefix="/api/backup",
     tags=["backups"],
-    responses=_errors(
+    responses=documented(
         (400, "Invalid input, such as a name that is not a backup name"),
         (401, "No authorization token, or an invalid one"),
         (403, "Access denied (not OWNER role)"),
@@ -98,7 +92,7 @@ def _outcome(service: BackupService, job: Job) -> Any:
 @router.post(
     "/create",
     response_model=CreateResponse,
-    responses={**_errors((409, "A backup is already running")), **ACCEPTED},
+    responses={**documented((409, "A backup is already running")), **ACCEPTED},
 )
 def create_backup(
     request: Request,
@@ -131,7 +125,7 @@ def list_backups(request: Request, service: Service, principal: Owner) -> Respon
     responses={
         200: {"content": {"application/sql": {}}, "description": "The backup file"},
         206: {"content": {"application/sql": {}}, "description": "Part of the backup file"},
-        **_errors((416, "Range not satisfiable")),
+        **documented((416, "Range not satisfiable")),
     },
 )
 def download_backup(
@@ -193,7 +187,7 @@ def verify_backup(
 @router.post(
     "/{filename:path}/restore",
     response_model=RestoreResponse,
-    responses=_errors(
+    responses=documented(
         (409, "The target database exists (and replace was not confirmed)"),
         (422, "The backup failed its integrity check; nothing was restored"),
     )
@@ -286,7 +280,7 @@ def unpin_backup(filename: str, service: Service, principal: Owner) -> dict[str,
 @router.delete(
     "/{filename:path}",
     response_model=DeleteResponse,
-    responses=_errors((409, "The backup is pinned")),
+    responses=documented((409, "The backup is pinned")),
 )
 def delete_backup(filename: str, service: Service, principal: Owner) -> DeleteResponse:
     service.delete(filename)

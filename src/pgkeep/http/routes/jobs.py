@@ -13,12 +13,13 @@ from starlette.concurrency import run_in_threadpool
 
 from pgkeep.core.jobs import job_json
 from pgkeep.http.auth import Owner
-from pgkeep.http.routes.backups import Service, _errors
+from pgkeep.http.errors import documented
+from pgkeep.http.routes.backups import Service
 
 router = APIRouter(
     prefix="/api/backup/jobs",
     tags=["jobs"],
-    responses=_errors(
+    responses=documented(
         (401, "No authorization token, or an invalid one"),
         (403, "Access denied (not OWNER role)"),
         (404, "Job not found"),
@@ -38,7 +39,7 @@ def get_job(job_id: str, service: Service, principal: Owner) -> dict[str, Any]:
     return {"success": True, "job": job_json(service.jobs.get(job_id))}
 
 
-@router.delete("/{job_id}", responses=_errors((409, "The job has already finished")))
+@router.delete("/{job_id}", responses=documented((409, "The job has already finished")))
 def cancel_job(job_id: str, service: Service, principal: Owner) -> dict[str, Any]:
     return {"success": True, "job": job_json(service.jobs.cancel(job_id))}
 

@@ -61,6 +61,12 @@ def server_env(database: str, backup_dir: Path, cluster: ThrowawayCluster) -> di
     }
 
 
+def slow_server_env(database: str, backup_dir: Path, cluster: ThrowawayCluster) -> dict[str, str]:
+    """As server_env, with gzip level 9 by default: dumps slow enough to watch."""
+    env = server_env(database, backup_dir, cluster)
+    return env | {"PGKEEP_DEFAULT_COMPRESSION": "gzip", "PGKEEP_DEFAULT_LEVEL": "9"}
+
+
 @pytest.fixture
 def server(
     database: str, backup_dir: Path, cluster: ThrowawayCluster, tmp_path: Path
@@ -113,8 +119,7 @@ def test_serve_process_round_trip_over_tcp(
 def test_serve_process_progress_moves_over_sse(
     slow_database: str, backup_dir: Path, cluster: ThrowawayCluster, tmp_path: Path
 ) -> None:
-    env = server_env(slow_database, backup_dir, cluster)
-    env |= {"PGKEEP_DEFAULT_COMPRESSION": "gzip", "PGKEEP_DEFAULT_LEVEL": "9"}
+    env = slow_server_env(slow_database, backup_dir, cluster)
     auth = {"Authorization": f"Bearer {_token()}"}
     events: list[tuple[float, str, dict[str, object]]] = []
     with serving(env, tmp_path / "server.log") as base, httpx.Client(base_url=base) as client:

@@ -13,7 +13,13 @@ import pytest
 from pgkeep.postgres.cluster import ThrowawayCluster
 from tests.blocking import pg_dump_pids
 from tests.conftest import backup_files
-from tests.test_serve_process import _token, server_env, serving, start_server
+from tests.test_serve_process import (
+    _token,
+    server_env,
+    serving,
+    slow_server_env,
+    start_server,
+)
 
 
 def _wait(predicate: object, timeout: float = 60) -> None:
@@ -28,8 +34,7 @@ def _wait(predicate: object, timeout: float = 60) -> None:
 def test_kill_9_mid_dump_then_restart(
     slow_database: str, backup_dir: Path, cluster: ThrowawayCluster, tmp_path: Path
 ) -> None:
-    env = server_env(slow_database, backup_dir, cluster)
-    env |= {"PGKEEP_DEFAULT_COMPRESSION": "gzip", "PGKEEP_DEFAULT_LEVEL": "9"}
+    env = slow_server_env(slow_database, backup_dir, cluster)
     auth = {"Authorization": f"Bearer {_token()}"}
     log = tmp_path / "server.log"
     proc, base = start_server(env, log)
@@ -83,10 +88,7 @@ def test_database_stops_mid_dump(
             "CREATE TABLE big AS SELECT i, md5(i::text) AS a FROM generate_series(1, 3000000) AS i",
             "victim",
         )
-        env = server_env(url, backup_dir, own) | {
-            "PGKEEP_DEFAULT_COMPRESSION": "gzip",
-            "PGKEEP_DEFAULT_LEVEL": "9",
-        }
+        env = slow_server_env(url, backup_dir, own)
         auth = {"Authorization": f"Bearer {_token()}"}
         with serving(env, tmp_path / "server.log") as base:
             job = httpx.post(f"{base}/api/backup/create?async=true", headers=auth).json()["job"]

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from pgkeep.postgres.cluster import ThrowawayCluster
-from tests.test_serve_process import _token, server_env, serving
+from tests.test_serve_process import _token, serving, slow_server_env
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
@@ -42,8 +42,7 @@ def browser() -> Iterator[Browser]:
 def console(
     slow_database: str, backup_dir: Path, cluster: ThrowawayCluster, tmp_path: Path
 ) -> Iterator[str]:
-    env = server_env(slow_database, backup_dir, cluster)
-    env |= {"PGKEEP_DEFAULT_COMPRESSION": "gzip", "PGKEEP_DEFAULT_LEVEL": "9"}
+    env = slow_server_env(slow_database, backup_dir, cluster)
     with serving(env, tmp_path / "server.log") as base:
         yield base
 

@@ -293,7 +293,7 @@ class JobRunner:
 
     def _save(self) -> None:
         with self._changed:
-            records = [_to_record(j) for j in self._jobs.values()]
+            records = [job_json(j) for j in self._jobs.values()]
         try:
             self._storage.put(JOBS_OBJECT, json.dumps(records).encode())
         except PgkeepError as exc:
@@ -321,10 +321,6 @@ def job_json(job: Job) -> dict[str, Any]:
         "details": job.details,
         "createdBy": job.created_by,
     }
-
-
-def _to_record(job: Job) -> dict[str, Any]:
-    return job_json(job)
 
 
 def _load(storage: Storage) -> list[Job]:

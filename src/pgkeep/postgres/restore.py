@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,14 +19,13 @@ import psycopg
 from psycopg import sql
 
 from pgkeep.core.models import DumpFormat
+from pgkeep.core.ports import Opener
 from pgkeep.errors import Conflict, Corrupt, RestoreFailed, StorageError
 from pgkeep.postgres import catalog, server, tools
 from pgkeep.postgres.process import describe_exit, run, run_feeding
 from pgkeep.postgres.target import Target
 
 logger = logging.getLogger(__name__)
-
-Opener = Callable[[], Iterable[bytes]]
 
 
 class PgRestorer:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
+import random
 import stat
 import time
 from pathlib import Path
@@ -87,6 +91,58 @@ def test_local_disk_full_raises_and_leaves_no_partial(tmp_path: Path) -> None:
         assert list(mount.iterdir()) == []
     finally:
         os.system(f"umount {mount}")  # noqa: S605
+
+
+def _open_flags(path: Path) -> int:
+    """The flags of this process's descriptor open on `path`, as the kernel reports them."""
+    for link in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            if link.readlink() == path:
+                for line in Path(f"/proc/self/fdinfo/{link.name}").read_text().splitlines():
+                    if line.startswith("flags:"):
+                        return int(line.split()[1], 8)
+    raise AssertionError(f"no descriptor open on {path}")
+
+
+def test_local_backups_are_written_with_direct_io_byte_for_byte(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "b")
+    rng = random.Random(3)
+    data = rng.randbytes(3 * 1024 * 1024 + 12345)  # whole blocks, then a tail
+    with storage.open_write(NAME) as writer:
+        offset = 0
+        while offset < len(data):
+            size = rng.choice((1, 4096, 65536, 300_000, 1 << 20, 3 << 20))
+            writer.write(data[offset : offset + size])
+            offset += size
+        assert _open_flags(tmp_path / "b" / (NAME + ".partial")) & os.O_DIRECT
+        assert writer.bytes_written == len(data)  # the tail too, though still staged
+        writer.commit()
+    assert writer.bytes_written == len(data)
+    assert (tmp_path / "b" / NAME).read_bytes() == data
+
+
+def test_local_direct_io_refused_mid_write_falls_back_to_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection at the system call: the kernel answers EINVAL to an O_DIRECT write."""
+    real_write = os.write
+    refused = []
+
+    def write(fd: int, data: bytes | memoryview) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            refused.append(fd)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    storage = LocalStorage(tmp_path / "b")
+    data = random.Random(4).randbytes(5 * 1024 * 1024 + 7)
+    with storage.open_write(NAME) as writer:
+        monkeypatch.setattr(os, "write", write)
+        writer.write(data)
+        assert not _open_flags(tmp_path / "b" / (NAME + ".partial")) & os.O_DIRECT
+        writer.commit()
+    assert len(refused) == 1
+    assert (tmp_path / "b" / NAME).read_bytes() == data
 
 
 def test_local_version_is_withheld_while_the_directory_is_fresh(tmp_path: Path) -> None:

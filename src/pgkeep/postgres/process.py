@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import fcntl
+import os
+import queue
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
 from pgkeep.errors import ToolError
 
 STDERR_TAIL_BYTES = 4096
+PIPE_BYTES = 1024 * 1024  # Linux's default pipe is 64 KiB; 1 MiB is the unprivileged maximum
 
 
 class StderrTail:
@@ -47,6 +52,69 @@ class StderrTail:
     def text(self) -> str:
         data = b"".join(self._chunks)[-STDERR_TAIL_BYTES:]
         return data.decode("utf-8", "replace").strip()
+
+
+def widen_pipe(stream: IO[bytes], size: int = PIPE_BYTES) -> None:
+    """Let the child write up to `size` ahead of its reader (best effort: Linux only)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, size)
+
+
+class ReadAhead:
+    """Reads a pipe on its own thread, up to `depth` chunks ahead of the consumer.
+
+    The consumer's work on each chunk (hashing, compressing, writing; all of it
+    releases the GIL) then overlaps with reading, so the child seldom waits on a
+    full pipe. Plain `os.read`, which returns what the pipe holds: a buffered
+    `read(n)` re-takes the GIL for every small read until it has `n` bytes, and
+    measured ~20% slower on a 488 MB dump.
+
+    pg_dump writes a few KiB at a time, so a reader that keeps up gets tiny chunks
+    (56,158 reads for that dump, each a trip through the queue and the consumer).
+    After a small read the thread pauses PAUSE seconds to let the pipe fill: 2,138
+    reads, and a 1 MiB pipe takes over 1 GB/s of output to fill in that time.
+    """
+
+    PAUSE = 0.001
+
+    def __init__(self, fd: int, chunk_size: int, depth: int = 4) -> None:
+        self._queue: queue.Queue[bytes | OSError | None] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(fd, chunk_size), daemon=True)
+        self._thread.start()
+
+    def _read(self, fd: int, chunk_size: int) -> None:
+        try:
+            while chunk := os.read(fd, chunk_size):
+                if not self._put(chunk):
+                    return
+                if len(chunk) < chunk_size // 4:
+                    time.sleep(self.PAUSE)
+        except OSError as exc:
+            self._put(exc)
+            return
+        self._put(None)
+
+    def _put(self, item: bytes | OSError | None) -> bool:
+        """Queue an item unless the consumer has gone; False once it has."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[bytes]:
+        while (item := self._queue.get()) is not None:
+            if isinstance(item, OSError):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        """Stop reading; returns once the stream has ended (end the child first)."""
+        self._stop.set()
+        self._thread.join()
 
 
 def spawn(

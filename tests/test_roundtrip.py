@@ -56,12 +56,15 @@ def sources(pg_bin_dirs: dict[int, Path]) -> Iterator[Sources]:
         cluster.stop()
 
 
-def _service(cluster: ThrowawayCluster, dbname: str, backup_dir: Path) -> BackupService:
+def _service(
+    cluster: ThrowawayCluster, dbname: str, backup_dir: Path, restore_jobs: int = 1
+) -> BackupService:
     settings = load_settings(
         database_url=cluster.url(dbname),
         jwt_secret=SECRET,
         backup_dir=backup_dir,
         pg_bin_dir=cluster.bin_dir,
+        restore_jobs=restore_jobs,
     )
     return build_service(settings)
 
@@ -96,6 +99,25 @@ def test_roundtrip_restores_an_identical_database(
         assert result.target_database == target
         assert all(t.ok for t in result.tables)
         assert {t.table: t.actual for t in result.tables} == expected["counts"]
+        restored = fingerprint(cluster.url(target), cluster.bin_dir / "pg_dump")
+        for part in ("schema", "rows", "sequences", "large_objects", "counts"):
+            assert restored[part] == expected[part], part
+    finally:
+        cluster.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize("source", list(SOURCES))
+def test_parallel_restore_of_a_custom_archive(
+    sources: Sources, source: str, tmp_path: Path
+) -> None:
+    """PGKEEP_RESTORE_JOBS > 1: pg_restore --jobs on an archive pg_dump wrote to a pipe."""
+    cluster, dbname, expected = sources(MAJORS[-1], source)
+    service = _service(cluster, dbname, tmp_path / "backups", restore_jobs=3)
+    backup = service.create(BackupOptions(DumpFormat.CUSTOM, Compression.GZIP))
+    target = f"parallel_{source}"
+    result = service.restore(backup.name, target)
+    try:
+        assert all(t.ok for t in result.tables)
         restored = fingerprint(cluster.url(target), cluster.bin_dir / "pg_dump")
         for part in ("schema", "rows", "sequences", "large_objects", "counts"):
             assert restored[part] == expected[part], part

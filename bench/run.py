@@ -398,51 +398,82 @@ def measure_list(b: Bench, db: str) -> dict[str, Any]:
 
 
 def measure_concurrency(b: Bench, db: str, clients: int = 50, each: int = 20) -> dict[str, Any]:
+    """`clients` concurrent clients, each alternating list and download, `each` requests.
+
+    Backups of `db` (gzip 6) run back to back from before the first request until
+    after the last, so every request meets a running backup.
+    """
     backup_dir = b.work / "backups-load"
+    finished = {"succeeded", "failed", "cancelled"}
     with b.server(db, backup_dir) as (base, _):
         backup_dir.mkdir(mode=0o700, exist_ok=True)
         small = "backup-2020-01-01T00-00-00.sql"
         (backup_dir / small).write_bytes(os.urandom(1_000_000))  # a 1 MB download
-        body = {"compression": "gzip", "level": 6}  # slow enough to span the load
-        job = httpx.post(f"{base}/api/backup/create?async=true", headers=b.auth, json=body).json()[
-            "job"
-        ]
 
-        async def client(results: dict[str, list[float]], errors: list[str]) -> None:
-            async with httpx.AsyncClient(base_url=base, headers=b.auth, timeout=120) as c:
-                for i in range(each):
-                    kind, path = (
-                        ("list", "/api/backup/list")
-                        if i % 2 == 0
-                        else ("download", f"/api/backup/download/{small}")
-                    )
-                    started = time.perf_counter()
-                    try:
-                        response = await c.get(path)
-                        response.raise_for_status()
-                    except httpx.HTTPError as exc:
-                        errors.append(f"{kind}: {exc}")
-                        continue
-                    results[kind].append((time.perf_counter() - started) * 1000)
+        async def client(c: httpx.AsyncClient, results: dict[str, list[float]]) -> list[str]:
+            errors = []
+            for i in range(each):
+                kind, path = (
+                    ("list", "/api/backup/list")
+                    if i % 2 == 0
+                    else ("download", f"/api/backup/download/{small}")
+                )
+                started = time.perf_counter()
+                try:
+                    response = await c.get(path)
+                    response.raise_for_status()
+                except httpx.HTTPError as exc:
+                    errors.append(f"{kind}: {exc!r}")
+                    continue
+                results[kind].append((time.perf_counter() - started) * 1000)
+            return errors
 
-        async def load() -> tuple[dict[str, list[float]], list[str]]:
+        async def backup(c: httpx.AsyncClient) -> str:
+            body = {"compression": "gzip", "level": 6}
+            response = await c.post("/api/backup/create?async=true", json=body)
+            response.raise_for_status()
+            job_id = response.json()["job"]["id"]
+            while True:
+                status: str = (await c.get(f"/api/backup/jobs/{job_id}")).json()["job"]["status"]
+                if status in finished:
+                    return status
+                await asyncio.sleep(0.1)
+
+        async def run() -> dict[str, Any]:
             results: dict[str, list[float]] = {"list": [], "download": []}
-            errors: list[str] = []
-            await asyncio.gather(*(client(results, errors) for _ in range(clients)))
-            return results, errors
+            outcomes: list[str] = []
+            limits = httpx.Limits(max_connections=clients + 1)
+            async with httpx.AsyncClient(
+                base_url=base, headers=b.auth, timeout=120, limits=limits
+            ) as c:
+                running = asyncio.create_task(backup(c))
+                while not running.done() and not list(backup_dir.glob("*.partial")):
+                    await asyncio.sleep(0.01)
+                started = time.perf_counter()
+                load = asyncio.gather(*(client(c, results) for _ in range(clients)))
+                while not load.done():
+                    either: list[asyncio.Future[Any]] = [running, load]
+                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                    if running.done() and not load.done():
+                        outcomes.append(running.result())
+                        running = asyncio.create_task(backup(c))
+                seconds = time.perf_counter() - started
+                outcomes.append(await running)
+            return {
+                "results": results,
+                "errors": [e for errs in load.result() for e in errs],
+                "seconds": seconds,
+                "backups": outcomes,
+            }
 
-        results, errors = asyncio.run(load())
-        status = httpx.get(f"{base}/api/backup/jobs/{job['id']}", headers=b.auth).json()["job"]
-        during = status["status"] == "running"
-        while status["status"] == "running":
-            time.sleep(0.5)
-            status = httpx.get(f"{base}/api/backup/jobs/{job['id']}", headers=b.auth).json()["job"]
-        backup_ok = status["status"] == "succeeded"
+        measured = asyncio.run(run())
     shutil.rmtree(backup_dir, ignore_errors=True)
+    results = measured["results"]
     return {
-        "errors": errors,
-        "backup_running_throughout": during,
-        "backup_ok": backup_ok,
+        "errors": measured["errors"],
+        "seconds": measured["seconds"],
+        "backups": measured["backups"],
+        "backup_ok": all(s == "succeeded" for s in measured["backups"]),
         **{f"{k}_{p}": percentile(v, p) for k, v in results.items() for p in (50, 95, 99)},
         "requests": sum(len(v) for v in results.values()),
     }
@@ -601,10 +632,14 @@ def render(
         "",
         "## 50 concurrent clients listing and downloading while a backup runs",
         "",
-        f"{load['requests']} requests (half lists, half 1 MB downloads), "
-        f"**{len(load['errors'])} errors**; the backup (gzip 6 of the largest dataset) was "
-        f"still running when the load ended: {load['backup_running_throughout']}, and then "
-        f"{'succeeded' if load['backup_ok'] else 'FAILED'}.",
+        f"{load['requests']} requests (half lists, half 1 MB downloads) in "
+        f"{load['seconds']:.1f} s, **{len(load['errors'])} errors**. Backups (gzip 6 of the "
+        f"largest dataset) ran back to back from before the first request to after the last: "
+        f"{len(load['backups'])}, "
+        + ("all succeeded." if load["backup_ok"] else f"outcomes {load['backups']}.")
+        + " Each client waits for its answer before asking again, on "
+        f"{os.cpu_count()} cores that the backup's pg_dump, compression and database "
+        "backend share with the server.",
         "",
         "| request | p50 | p95 | p99 |",
         "|---|---|---|---|",
@@ -687,8 +722,10 @@ def findings(
         "used to be parsed with strptime six times each (840 ms before the fix)."
     )
     notes.append(
-        f"- **50 concurrent clients, zero errors**: {len(load['errors'])} errors: "
-        f"{'met' if not load['errors'] else 'missed'}."
+        f"- **50 concurrent clients, zero errors**: {len(load['errors'])} errors, "
+        f"{len(load['backups'])} backups run meanwhile, "
+        + ("all succeeded" if load["backup_ok"] else "NOT all succeeded")
+        + f": {'met' if not load['errors'] and load['backup_ok'] else 'missed'}."
     )
     return [*notes, ""]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -29,6 +30,15 @@ def _wait(predicate: object, timeout: float = 60) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not reached")
+
+
+def _descriptors_on(pid: int, path: Path) -> int:
+    """How many of process `pid`'s file descriptors are open on `path`."""
+    count = 0
+    for link in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed between listing and reading
+            count += link.readlink() == path
+    return count
 
 
 def test_kill_9_mid_dump_then_restart(
@@ -120,7 +130,8 @@ def test_client_disconnects_mid_download_and_mid_create(
 ) -> None:
     env = server_env(slow_database, backup_dir, cluster)
     auth = {"Authorization": f"Bearer {_token()}"}
-    with serving(env, tmp_path / "server.log") as base:
+    proc, base = start_server(env, tmp_path / "server.log")
+    try:
         # Mid-create: the client gives up; the backup completes anyway (documented).
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(
@@ -138,10 +149,15 @@ def test_client_disconnects_mid_download_and_mid_create(
                 "GET", f"{base}/api/backup/download/{name['filename']}", headers=auth
             ) as response:
                 next(response.iter_raw(65536))
+        backup = backup_dir / name["filename"]
+        _wait(lambda: _descriptors_on(proc.pid, backup) == 0, timeout=10)  # each handle closed
         whole = httpx.get(
             f"{base}/api/backup/download/{name['filename']}", headers=auth, timeout=120
         )
         health = httpx.get(f"{base}/healthz")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
     assert whole.status_code == 200
     assert len(whole.content) == name["sizeBytes"]
     assert health.status_code == 200

@@ -37,6 +37,10 @@ def test_storage_write_commit_then_list_and_read(storage: Storage) -> None:
         assert handle.info.size_bytes == 600_000
         assert b"".join(handle.iter_range(0, 600_000)) == b"hello " * 100_000
         assert b"".join(handle.iter_range(6, 11)) == b"hello"
+        assert handle.read(6, 5) == b"hello"
+        assert handle.read_cached(599_994, 100) in (None, b"hello ")
+        with pytest.raises(StorageError):
+            handle.read(600_000, 1)
         assert handle.etag.startswith('"')
     finally:
         handle.close()

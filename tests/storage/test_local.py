@@ -121,6 +121,27 @@ def test_local_backups_are_written_with_direct_io_byte_for_byte(tmp_path: Path) 
     assert (tmp_path / "b" / NAME).read_bytes() == data
 
 
+def test_local_read_cached_answers_only_from_the_page_cache(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "b")
+    data = random.Random(4).randbytes(2 * 1024 * 1024)
+    with storage.open_write(NAME) as writer:
+        writer.write(data)
+        writer.commit()
+    with (tmp_path / "b" / NAME).open("rb") as f:  # clean pages: this evicts them
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    handle = storage.open_read(NAME)
+    try:
+        assert handle.read_cached(0, 1 << 20) is None  # would wait on the disk
+        assert handle.read(0, 1 << 20) == data[: 1 << 20]  # waits, and fills the cache
+        assert handle.read_cached(0, 1 << 20) == data[: 1 << 20]
+        assert handle.read_cached(1 << 20, 1 << 20) in (None, data[1 << 20 :])  # readahead
+        assert handle.read(len(data) - 10, 100) == data[-10:]
+        with pytest.raises(StorageError, match="shrank"):
+            handle.read(len(data), 100)
+    finally:
+        handle.close()
+
+
 def test_local_direct_io_refused_mid_write_falls_back_to_the_page_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,6 +29,14 @@ class ReadHandle(Protocol):
     @property
     def etag(self) -> str: ...
 
+    def read(self, offset: int, size: int) -> bytes:
+        """Up to `size` bytes at `offset` (at least one); may wait on a device."""
+        ...
+
+    def read_cached(self, offset: int, size: int) -> bytes | None:
+        """As `read` when memory already holds the bytes; None when reading would wait."""
+        ...
+
     def iter_range(self, start: int, end: int) -> Iterator[bytes]:
         """Bytes `start` up to and excluding `end`, in bounded chunks."""
         ...

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from pgkeep.core.models import StoredObject
-from pgkeep.errors import Conflict, NotFound
+from pgkeep.errors import Conflict, NotFound, StorageError
 
 CHUNK_SIZE = 256 * 1024
 
@@ -77,6 +77,15 @@ class MemoryReadHandle:
         self._data = data
         self.info = info
         self.etag = etag
+
+    def read(self, offset: int, size: int) -> bytes:
+        chunk = self._data[offset : offset + size]
+        if not chunk:
+            raise StorageError(f"read past the end of {self.info.name!r}")
+        return chunk
+
+    def read_cached(self, offset: int, size: int) -> bytes | None:
+        return self.read(offset, size)
 
     def iter_range(self, start: int, end: int) -> Iterator[bytes]:
         for offset in range(start, end, CHUNK_SIZE):

@@ -484,16 +484,16 @@ def chart(rows: list[dict[str, Any]], download: dict[str, Any], path: Path) -> N
     import matplotlib.pyplot as plt
 
     labels = [r["dataset"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.8))
     x = range(len(labels))
-    left.bar([i - 0.3 for i in x], [r["plain_ratio"] for r in rows], 0.2, label="plain")
+    left.bar([i - 0.3 for i in x], [r["plain_ratio"] for r in rows], 0.2, label="pgkeep plain")
     left.bar(
         [i - 0.1 for i in x],
         [r["plain_ratio_no_counts"] for r in rows],
         0.2,
-        label="plain, no row counts",
+        label="pgkeep plain, no row counts",
     )
-    left.bar([i + 0.1 for i in x], [r["custom_ratio"] for r in rows], 0.2, label="custom")
+    left.bar([i + 0.1 for i in x], [r["custom_ratio"] for r in rows], 0.2, label="pgkeep custom")
     left.bar(
         [i + 0.3 for i in x],
         [r["plain_raw_fsync_s"] / r["plain_raw_s"] for r in rows],
@@ -502,12 +502,12 @@ def chart(rows: list[dict[str, Any]], download: dict[str, Any], path: Path) -> N
     )
     left.axhline(1.05, color="red", linestyle="--", label="goal 1.05")
     left.set_xticks(list(x), labels)
-    left.set_ylabel("pgkeep create time / pg_dump -f time")
-    left.legend()
+    left.set_ylabel("time / pg_dump -f time")
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize="small")
     right.bar(labels, [r["peak_rss_mb"] for r in rows], color="gray")
     right.axhline(150, color="red", linestyle="--", label="goal 150 MB")
     right.set_ylabel("server peak RSS (MB)")
-    right.legend()
+    right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize="small")
     fig.suptitle(
         f"pgkeep {__version__} vs pg_dump; download {download['ratio']:.2f}x cat, "
         f"{download['ratio_to_ceiling']:.2f}x a bare server"

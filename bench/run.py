@@ -142,7 +142,7 @@ class Bench:
         result: dict[str, Any] = response.json()
         return result
 
-    def delete(self, base: str, name: str, backup_dir: Path) -> None:
+    def delete(self, base: str, name: str) -> None:
         self.http.delete(f"{base}/api/backup/{name}").raise_for_status()
 
 
@@ -219,7 +219,7 @@ def measure_creates(b: Bench, db: str) -> dict[str, Any]:
         b.server(db, backup_dir) as (base, pid),
         b.server(db, no_counts_dir, row_count_max_bytes="1") as (no_counts, _),
     ):
-        servers = {"api": (base, backup_dir), "api_no_counts": (no_counts, no_counts_dir)}
+        servers = {"api": base, "api_no_counts": no_counts}
         # pgkeep's custom default is uncompressed (-Z0), so compare with the same.
         row |= _compare_format(b, db, "plain", ["-Fp"], servers)
         row |= _compare_format(b, db, "custom", ["-Fc", "-Z0"], servers)
@@ -229,7 +229,7 @@ def measure_creates(b: Bench, db: str) -> dict[str, Any]:
 
 
 def _compare_format(
-    b: Bench, db: str, fmt: str, flags: list[str], servers: dict[str, tuple[str, Path]]
+    b: Bench, db: str, fmt: str, flags: list[str], servers: dict[str, str]
 ) -> dict[str, Any]:
     """pg_dump -f; for plain also pg_dump -f then fsync (pg_dump does not fsync plain
     output; custom archives it does); pgkeep as configured; pgkeep without row counts.
@@ -238,7 +238,7 @@ def _compare_format(
     """
     out = b.work / f"raw.{fmt}"
     sizes: list[int] = []
-    made: list[tuple[str, str, Path]] = []
+    made: list[tuple[str, str]] = []
 
     def remove_output() -> None:
         sizes.append(out.stat().st_size)
@@ -247,19 +247,19 @@ def _compare_format(
     def raw(fsync: bool) -> Run:
         return (lambda: b.pg_dump(db, out, *flags, fsync=fsync), remove_output)
 
-    def api(base: str, directory: Path) -> Run:
+    def api(base: str) -> Run:
         created: list[str] = []
         return (
             lambda: created.append(b.create(base, {"format": fmt})["filename"]),
-            lambda: made.append((base, created.pop(), directory)),
+            lambda: made.append((base, created.pop())),
         )
 
-    contenders = {"raw": raw(False)} | {name: api(*where) for name, where in servers.items()}
+    contenders = {"raw": raw(False)} | {name: api(base) for name, base in servers.items()}
     if fmt == "plain":
         contenders["raw_fsync"] = raw(True)
     medians = interleaved(contenders)
-    for base, name, directory in made[: -len(servers)]:
-        b.delete(base, name, directory)
+    for base, name in made[: -len(servers)]:
+        b.delete(base, name)
     return {
         f"{fmt}_raw_bytes": sizes[0],
         **{f"{fmt}_{name}_s": seconds for name, seconds in medians.items()},
@@ -288,7 +288,7 @@ def measure_compression(b: Bench, db: str) -> list[dict[str, Any]]:
                 sizes[label] = result["sizeBytes"]
                 made.append(result["filename"])
 
-            return create, lambda: b.delete(base, made.pop(), backup_dir)
+            return create, lambda: b.delete(base, made.pop())
 
         bodies: dict[str, dict[str, Any]] = {
             "pgkeep gzip 6": {"compression": "gzip", "level": 6},

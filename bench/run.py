@@ -4,7 +4,8 @@ Builds pgbench datasets (BENCH_SCALES, default "10 50 100") and Pagila on a
 throwaway PostgreSQL, then measures create/dump time ratios, compression, the
 server's peak RSS, download throughput against `cat`, list latency with 10,000
 backups, and 50 concurrent clients during a backup. Writes docs/benchmarks.md and
-docs/benchmarks.png and prints the ratios. Not part of CI: it takes minutes.
+docs/benchmarks.png and prints the ratios; then bench/many.py (many targets) and
+bench/s3.py (S3) and bench/encryption.py (age). Not part of CI: it takes minutes.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from subprocess import DEVNULL
 from typing import Any
 
 import bare
+import encryption as encryption_bench
 import httpx
+import many
+import s3 as s3_bench
 
 from pgkeep import __version__
 from pgkeep.postgres.cluster import ThrowawayCluster, _free_port, available_bin_dirs
@@ -544,7 +548,9 @@ def main() -> int:
     (ROOT / "docs" / "benchmarks.json").write_text(json.dumps(raw, indent=2, default=str))
     chart(rows, download, ROOT / "docs" / "benchmarks.png")
     print(report)
-    return 0
+    many.main()  # 50 databases in one slot: docs/benchmarks-targets.md
+    s3_bench.main()  # backups in S3: docs/benchmarks-s3.md
+    return encryption_bench.main()  # age: docs/benchmarks-encryption.md
 
 
 @contextmanager

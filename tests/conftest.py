@@ -5,11 +5,13 @@ PGKEEP_TEST_PG_MAJOR picks the server major (default: the newest this machine ha
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -17,13 +19,40 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
-from pgkeep import tokens
+from pgkeep import tokens, wiring
 from pgkeep.config import Settings, load_settings
+from pgkeep.core import manifests
+from pgkeep.core.events import Actor
+from pgkeep.core.models import Compression, DumpFormat, Manifest
+from pgkeep.core.ports import Storage
+from pgkeep.core.service import BackupService
+from pgkeep.core.signing import Signer
 from pgkeep.http.app import create_app
 from pgkeep.postgres.cluster import ThrowawayCluster, available_bin_dirs
+from pgkeep.postgres.target import Target
+from pgkeep.storage.seaweed import ThrowawayS3
 
 SAMPLE_SQL = Path(__file__).parents[1] / "src" / "pgkeep" / "demo" / "sample.sql"
 SECRET = "t3st-" + "k9Qw7ZpL2mXv8RbN4cYd6HfJ1sTgUaEo"
+SIGNING_KEY = "s1gn-" + "Zq8Lm3Xw7Rt2Yb6Nc4Vd9Hf1Jk5Gp0Ea"
+ACTOR = Actor("tester", "cli")
+
+
+def core_service(
+    url: str,
+    backup_dir: Path,
+    bin_dir: Path,
+    *,
+    storage: Storage | None = None,
+    clock: Callable[[], datetime] | None = None,
+    **overrides: object,
+) -> BackupService:
+    """A target's service as `pgkeep` wires it (real pg_dump), for calling the core directly."""
+    settings = load_settings(
+        database_url=url, jwt_secret=SECRET, backup_dir=backup_dir, pg_bin_dir=bin_dir, **overrides
+    )
+    runtime = wiring.build(settings, clock=clock or wiring.utc_now, storage=storage)
+    return runtime.service()
 
 
 @pytest.fixture(autouse=True)
@@ -107,8 +136,12 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app, with its lifespan run around it (start-up work, as uvicorn does)."""
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://pgkeep.test") as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://pgkeep.test") as client,
+    ):
         yield client
 
 
@@ -122,6 +155,43 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def plant_backup(
+    settings: Settings,
+    created_at: datetime,
+    data: bytes = b"-- planted\n",
+    *,
+    signed: bool = True,
+    database: str | None = None,
+) -> str:
+    """A backup of the settings' target as pgkeep would have written it at `created_at`:
+    the file and its manifest (signed with the settings' key, or from before signing)."""
+    name = f"backup-{created_at:%Y-%m-%dT%H-%M-%S}.sql"
+    directory = settings.backup_dir
+    directory.mkdir(mode=0o700, exist_ok=True)
+    (directory / name).write_bytes(data)
+    manifest = Manifest(
+        name=name,
+        format=DumpFormat.PLAIN,
+        compression=Compression.NONE,
+        level=0,
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        database=database or Target.from_url(settings.require_database_url()).dbname,
+        server_version="18.0",
+        pg_dump_version="18.0",
+        started_at=created_at,
+        finished_at=created_at,
+        created_by="planted",
+        row_counts=None,
+    )
+    current, old = settings.signing_keys()
+    document = json.loads(manifests.to_json(manifest, Signer(current, old)))
+    if not signed:
+        document = {**document, "schemaVersion": 1, "signature": None}
+    (directory / (name + ".json")).write_text(json.dumps(document))
+    return name
+
+
 def connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
     return psycopg.connect(url, autocommit=True)
 
@@ -131,6 +201,14 @@ def backup_files(directory: Path) -> list[str]:
     if not directory.exists():
         return []
     return sorted(p.name for p in directory.iterdir() if not p.name.startswith("pgkeep-"))
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[ThrowawayS3]:
+    """One SeaweedFS for the session; tests use buckets or prefixes of their own."""
+    with ThrowawayS3() as server:
+        server.create_bucket("pgkeep-tests")
+        yield server
 
 
 @pytest.fixture(scope="session")

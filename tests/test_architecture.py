@@ -57,3 +57,58 @@ def test_every_error_class_has_a_status_and_exit_code(cls: type[errors.PgkeepErr
 def test_status_table_names_every_public_error() -> None:
     public = {c for c in _error_classes() if not c.__name__.startswith("_")}
     assert public <= set(STATUS)
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in SRC.rglob("*.py")}
+
+
+def _pgkeep_imports(path: Path) -> set[str]:
+    """Every pgkeep module `path` imports, at any level (TYPE_CHECKING and functions too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in MODULES}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module in MODULES:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names} & set(MODULES)
+    return found
+
+
+def test_no_import_cycles() -> None:
+    graph = {name: _pgkeep_imports(path) - {name} for name, path in MODULES.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if nxt.startswith(node + "."):  # a package importing its own modules
+                continue
+            if state.get(nxt) == 1:
+                cycle = [*stack[stack.index(nxt) :], nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name)
+
+
+LONG = 300
+
+
+@pytest.mark.parametrize("path", sorted(MODULES.values()), ids=lambda p: p.name)
+def test_modules_are_short_or_say_why(path: Path) -> None:
+    lines = len(path.read_text().splitlines())
+    docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+    if lines > LONG:
+        assert "Over 300 lines:" in docstring, f"{path.name} has {lines} lines and gives no reason"

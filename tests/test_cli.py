@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from pgkeep.cli import main
 from pgkeep.postgres.cluster import ThrowawayCluster
-from tests.conftest import SECRET
+from tests.conftest import SECRET, SIGNING_KEY, backup_files
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def test_cli_backup_create_list_delete(env: Path, capsys: pytest.CaptureFixture[
     assert capsys.readouterr().out.startswith(name + "\t")
     assert main(["backup", "delete", name]) == 0
     assert capsys.readouterr().out == f"deleted {name}\n"
-    assert list(env.iterdir()) == []
+    assert backup_files(env) == []
 
 
 @pytest.mark.parametrize(
@@ -106,6 +107,7 @@ def test_cli_create_prints_progress_lines_when_not_a_terminal(
     cluster: ThrowawayCluster,
 ) -> None:
     monkeypatch.setenv("PGKEEP_DATABASE_URL", slow_database)
+    monkeypatch.setenv("PGKEEP_SIGNING_KEY", SIGNING_KEY)  # a CLI-only setup: no JWT at all
     monkeypatch.setenv("PGKEEP_BACKUP_DIR", str(backup_dir))
     monkeypatch.setenv("PGKEEP_PG_BIN_DIR", str(cluster.bin_dir))
     assert main(["backup", "create", "--compression", "gzip", "--level", "9"]) == 0
@@ -124,6 +126,7 @@ def test_cli_create_draws_a_bar_on_a_terminal(
     env = {
         **os.environ,
         "PGKEEP_DATABASE_URL": database,
+        "PGKEEP_SIGNING_KEY": SIGNING_KEY,
         "PGKEEP_BACKUP_DIR": str(backup_dir),
         "PGKEEP_PG_BIN_DIR": str(cluster.bin_dir),
         "COLUMNS": "120",
@@ -147,3 +150,37 @@ def test_cli_create_draws_a_bar_on_a_terminal(
     assert "━" in text  # rich's bar
     assert "progress: " not in text
     assert ".sql\t" in text
+    # Log lines are printed above the bar, each on a line of its own, never drawn over it.
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r", "\n")
+    logged = [line for line in plain.splitlines() if "backup started target=" in line]
+    assert logged
+    assert all("━" not in line and line.lstrip()[:4].isdigit() for line in logged), logged
+
+
+def test_cli_targets_and_target_option(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    database: str,
+    tmp_path: Path,
+    cluster: ThrowawayCluster,
+) -> None:
+    config = tmp_path / "pgkeep.toml"
+    config.write_text(
+        f'jwt_secret = "{SECRET}"\nbackup_dir = "{tmp_path / "store"}"\n'
+        f'pg_bin_dir = "{cluster.bin_dir}"\n'
+        f'[targets.shop]\ndatabase_url = "{database}"\n'
+        f'[targets.crm]\ndatabase_url = "{database}"\nschedule = "0 3 * * *"\n'
+    )
+    monkeypatch.setenv("PGKEEP_CONFIG", str(config))
+    assert main(["backup", "list"]) == 2
+    assert "several targets" in capsys.readouterr().err
+    assert main(["backup", "--target", "crm", "create"]) == 0
+    name = capsys.readouterr().out.split("\t")[0]
+    assert (tmp_path / "store" / "crm" / name).exists()
+    assert main(["targets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("target\tkind")
+    rows = {line.split("\t")[0]: line.split("\t") for line in lines[1:]}
+    assert rows["crm"][4] == "1"
+    assert rows["crm"][6] == "0 3 * * *"
+    assert rows["shop"][4] == "0"

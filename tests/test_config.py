@@ -8,7 +8,7 @@ import pytest
 
 from pgkeep.config import WEB_DIR, load_settings
 from pgkeep.errors import ConfigError
-from tests.conftest import SECRET
+from tests.conftest import SECRET, SIGNING_KEY
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -65,3 +65,53 @@ def test_public_key_file_must_be_readable(tmp_path: Path) -> None:
     settings = load_settings(database_url="postgresql://h/db", jwt_public_key=str(tmp_path / "no"))
     with pytest.raises(ConfigError, match="PGKEEP_JWT_PUBLIC_KEY: cannot read"):
         settings.check_for_serving()
+
+
+def test_signing_key_is_derived_from_the_jwt_secret_or_required() -> None:
+    derived = load_settings(jwt_secret=SECRET).signing_keys()
+    assert len(derived[0]) == 32
+    assert derived[0] != SECRET.encode()
+    assert load_settings(jwt_secret=SECRET).signing_keys() == derived  # stable across starts
+    explicit = load_settings(jwt_secret=SECRET, signing_key=SIGNING_KEY).signing_keys()
+    assert explicit[0] == SIGNING_KEY.encode()
+    public = load_settings(database_url="postgresql://h/db", jwt_public_key="-----BEGIN x")
+    with pytest.raises(ConfigError, match="PGKEEP_SIGNING_KEY: not set") as caught:
+        public.check_for_serving()
+    assert "\n" not in caught.value.message
+
+
+def test_old_signing_keys_are_accepted_raw_and_derived() -> None:
+    """After rotating the JWT secret, the former one in PGKEEP_SIGNING_KEYS_OLD still opens
+    manifests signed with the key derived from it."""
+    before = load_settings(jwt_secret=SECRET).signing_keys()[0]
+    other = "r0tated-" + "Pq9Wm2Zx7Lc4Vb8Nk1Jh6Gf3Ds5Ae0Ty"
+    after = load_settings(jwt_secret=other, signing_keys_old=f"{SECRET},{SIGNING_KEY}")
+    current, old = after.signing_keys()
+    assert current != before
+    assert before in old
+    assert SIGNING_KEY.encode() in old
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"signing_key": "short"}, "PGKEEP_SIGNING_KEY: must be at least 32 bytes"),
+        ({"signing_key": "change-me-change-me-change-me-change-me"}, "PGKEEP_SIGNING_KEY: looks"),
+        ({"signing_keys_old": "x" * 40}, "PGKEEP_SIGNING_KEYS_OLD: looks like a placeholder"),
+        ({"jwt_max_lifetime": "forever"}, "PGKEEP_JWT_MAX_LIFETIME"),
+        ({"max_body_bytes": "10"}, "PGKEEP_MAX_BODY_BYTES"),
+        ({"verify_concurrency": "0"}, "PGKEEP_VERIFY_CONCURRENCY"),
+        ({"s3_endpoint_url": "http://AKIAX:s3cr3tkey@h:9000"}, "PGKEEP_S3_ENDPOINT_URL: .*cred"),
+        ({"s3_endpoint_url": "ftp://h"}, "PGKEEP_S3_ENDPOINT_URL: .*http"),
+        ({"s3_max_parts": "10001"}, "PGKEEP_S3_MAX_PARTS"),
+    ],
+)
+def test_bad_new_settings_name_the_setting(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(**overrides)
+    # the value itself never appears in the message
+    for value in overrides.values():
+        if isinstance(value, str) and len(value) > 8:
+            with pytest.raises(ConfigError) as caught:
+                load_settings(**overrides)
+            assert value not in caught.value.message

@@ -62,7 +62,7 @@ def receiver() -> Iterator[Receiver]:
 
 def _app_with(make_settings: Callable[..., Settings], **overrides: Any) -> Any:
     app = create_app(make_settings(notify_secret=NOTIFY_SECRET, **overrides))
-    app.state.notifier._backoff = 0.01  # retries in tests without waiting seconds
+    app.state.runtime.notifier._backoff = 0.01  # retries in tests without waiting seconds
     return app
 
 

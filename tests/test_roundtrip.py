@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from pgkeep import wiring
 from pgkeep.config import load_settings
+from pgkeep.core import pipeline
 from pgkeep.core.models import BackupOptions, Compression, DumpFormat
 from pgkeep.core.service import BackupService
-from pgkeep.http.app import build_service
 from pgkeep.postgres.cluster import ThrowawayCluster, available_bin_dirs
-from tests.conftest import SECRET
+from tests.conftest import ACTOR, SECRET
 from tests.roundtrip import FIXTURES, PAGILA, fingerprint, load
 
 MAJORS = sorted(available_bin_dirs())
@@ -66,7 +67,7 @@ def _service(
         pg_bin_dir=cluster.bin_dir,
         restore_jobs=restore_jobs,
     )
-    return build_service(settings)
+    return wiring.build(settings).service()
 
 
 @pytest.mark.parametrize("options", COMBOS, ids=lambda o: f"{o.format}-{o.compression}")
@@ -77,8 +78,8 @@ def test_roundtrip_restores_an_identical_database(
 ) -> None:
     cluster, dbname, expected = sources(major, source)
     service = _service(cluster, dbname, tmp_path / "backups")
-    backup = service.create(options, created_by="roundtrip")
-    assert backup.name.endswith(options.extension)
+    backup = service.creating.create(options, ACTOR)
+    assert backup.name.endswith(pipeline.extension(options))
     assert backup.manifest is not None
     assert backup.manifest.row_counts == expected["counts"]
     magic = {
@@ -88,13 +89,13 @@ def test_roundtrip_restores_an_identical_database(
         ".dump": b"PGDMP",
     }
     head = (tmp_path / "backups" / backup.name).read_bytes()[:5]
-    assert head.startswith(magic[options.extension])  # custom archives are never wrapped
+    assert head.startswith(magic[pipeline.extension(options)])  # custom archives are never wrapped
 
-    verification = service.verify(backup.name)
+    verification = service.proving.verify(backup.name, restore=False, actor=ACTOR)
     assert verification.verified, verification.checks
 
     target = f"restored_{source}_{options.format}_{options.compression}"
-    result = service.restore(backup.name, target)
+    result = service.proving.restore(backup.name, target, actor=ACTOR)
     try:
         assert result.target_database == target
         assert all(t.ok for t in result.tables)
@@ -113,9 +114,9 @@ def test_parallel_restore_of_a_custom_archive(
     """PGKEEP_RESTORE_JOBS > 1: pg_restore --jobs on an archive pg_dump wrote to a pipe."""
     cluster, dbname, expected = sources(MAJORS[-1], source)
     service = _service(cluster, dbname, tmp_path / "backups", restore_jobs=3)
-    backup = service.create(BackupOptions(DumpFormat.CUSTOM, Compression.GZIP))
+    backup = service.creating.create(BackupOptions(DumpFormat.CUSTOM, Compression.GZIP), ACTOR)
     target = f"parallel_{source}"
-    result = service.restore(backup.name, target)
+    result = service.proving.restore(backup.name, target, actor=ACTOR)
     try:
         assert all(t.ok for t in result.tables)
         restored = fingerprint(cluster.url(target), cluster.bin_dir / "pg_dump")
@@ -129,16 +130,17 @@ def test_parallel_restore_of_a_custom_archive(
 def test_roundtrip_verify_with_test_restore(sources: Sources, major: int, tmp_path: Path) -> None:
     cluster, dbname, _ = sources(major, "hostile")
     service = _service(cluster, dbname, tmp_path / "backups")
-    backup = service.create(BackupOptions(DumpFormat.CUSTOM, Compression.GZIP))
-    verification = service.verify(backup.name, restore=True)
+    backup = service.creating.create(BackupOptions(DumpFormat.CUSTOM, Compression.GZIP), ACTOR)
+    verification = service.proving.verify(backup.name, restore=True, actor=ACTOR)
     assert verification.verified, verification.checks
-    assert [c.name for c in verification.checks] == ["sha256", "readable", "archive", "restore"]
+    names = [c.name for c in verification.checks]
+    assert names == ["manifest", "sha256", "readable", "archive", "restore"]
     assert "match the manifest" in verification.checks[-1].details
     with pytest.raises(Exception):  # noqa: B017,PT011 (any error: the scratch database must be gone)
         cluster.execute("SELECT 1", "pgkeep_verify_x")
     remaining = _databases(cluster)
     assert not [d for d in remaining if d.startswith(("pgkeep_verify_", "pgkeep_restore_"))]
-    saved = service.get(backup.name).manifest
+    saved = service.catalog.get(backup.name).manifest
     assert saved is not None
     assert saved.verification is not None
     assert saved.verification.verified

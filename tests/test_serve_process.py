@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -19,15 +20,26 @@ from pgkeep.postgres.cluster import ThrowawayCluster, _free_port
 from tests.conftest import SECRET
 
 
-def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """`python -m pgkeep serve` on a free port, once it answers; the process and base URL."""
+def start_server(
+    env: dict[str, str], log: Path, *, max_files: int | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m pgkeep serve` on a free port, once it answers; the process and base URL.
+
+    `max_files` caps the server's file descriptors (hard limit), so a flood test stays small.
+    """
     port = _free_port()
+
+    def limit() -> None:
+        if max_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max_files, max_files))
+
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pgkeep", "serve", "--port", str(port)],
             env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=limit,
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

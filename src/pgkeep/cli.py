@@ -9,12 +9,14 @@ import argparse
 import getpass
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from pgkeep import errors, formats, logs, tokens
 from pgkeep.cli_progress import progress_control
 from pgkeep.config import Settings, load_settings
+from pgkeep.core.events import Actor
+from pgkeep.core.importing import Importing
 from pgkeep.core.models import BackupOptions, Compression, DumpFormat, Verification
 
 logger = logging.getLogger(__name__)
@@ -26,6 +28,8 @@ EXIT_CODES: dict[type[errors.PgkeepError], int] = {
     errors.NotFound: 3,
     errors.Conflict: 4,
     errors.AuthError: 5,
+    errors.Untrusted: 6,
+    errors.NoIdentity: 2,
 }
 
 
@@ -49,35 +53,89 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _backup(args: argparse.Namespace, settings: Settings) -> int:
-    from pgkeep.http.app import build_service
+    from pgkeep import wiring
 
-    service = build_service(settings)
+    runtime = wiring.build(settings)
+    if settings.servers:
+        runtime.discover()
+    service = runtime.service(args.target)
+    actor = Actor(f"cli:{getpass.getuser()}", "cli")
     if args.action == "create":
-        defaults = service.defaults
+        defaults = service.creating.defaults
         options = BackupOptions(
             DumpFormat(args.format) if args.format else defaults.format,
             Compression(args.compression) if args.compression else defaults.compression,
             args.level,
         )
         with progress_control() as control:
-            backup = service.create(options, f"cli:{getpass.getuser()}", control)
+            backup = service.creating.create(options, actor, control)
         print(f"{backup.name}\t{formats.size_text(backup.size_bytes)}\t{backup.size_bytes} bytes")
     elif args.action == "list":
-        for backup in service.list():
+        for backup in service.catalog.list():
             created = formats.iso_ms(backup.created_at)
-            print(f"{backup.name}\t{formats.size_text(backup.size_bytes)}\t{created}")
+            recipients = ",".join(backup.recipients) or "-"
+            size = formats.size_text(backup.size_bytes)
+            print(f"{backup.name}\t{size}\t{created}\t{backup.trust}\t{recipients}")
     elif args.action == "verify":
-        return _verify(service.verify(args.name, restore=args.restore))
+        return _verify(service.proving.verify(args.name, restore=args.restore, actor=actor))
     elif args.action == "restore":
-        result = service.restore(
-            args.name, args.target_database, replace=args.replace, confirm=args.confirm
+        result = service.proving.restore(
+            args.name,
+            args.target_database,
+            replace=args.replace,
+            confirm=args.confirm,
+            actor=actor,
         )
         for table in result.tables:
             print(f"{table.table}\t{table.actual} rows")
         print(f"restored {args.name} into {result.target_database} in {result.duration_ms} ms")
+    elif args.action == "import":
+        return _import(args, runtime.importer(service), actor)
     else:
-        service.delete(args.name)
+        service.catalog.delete(args.name, actor)
         print(f"deleted {args.name}")
+    return 0
+
+
+def _import(args: argparse.Namespace, importing: Importing, actor: Actor) -> int:
+    if args.existing == (args.file is not None):
+        raise errors.InvalidInput("name a FILE to import, or --existing (not both)")
+    if args.file is not None:
+        backup = importing.dump(_read_file(args.file), actor)
+        print(f"imported {args.file} as {backup.name}\t{backup.size_bytes} bytes")
+        return 0
+    outcomes = importing.existing(actor)
+    for outcome in outcomes:
+        print(f"{'imported' if outcome.imported else 'skipped '} {outcome.name}: {outcome.reason}")
+    print(f"{sum(o.imported for o in outcomes)} of {len(outcomes)} unsigned backups imported")
+    return 0 if all(o.imported for o in outcomes) else EXIT_NOT_VERIFIED
+
+
+def _read_file(path: Path) -> Iterator[bytes]:
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(1024 * 1024):
+                yield chunk
+    except OSError as exc:
+        raise errors.InvalidInput(f"cannot read {str(path)!r}: {exc.strerror}") from exc
+
+
+def _targets(args: argparse.Namespace, settings: Settings) -> int:
+    from pgkeep import wiring
+
+    runtime = wiring.build(settings)
+    runtime.discover()
+    print("target\tkind\tserver\tdatabase\tbackups\tnewest\tschedule")
+    for name, service in sorted(runtime.services.items()):
+        spec = runtime.specs[name]
+        backups = service.catalog.list()
+        newest = formats.iso_ms(backups[0].created_at) if backups else "-"
+        database = spec.target.dbname if spec.kind == "database" else "-"
+        state = " (gone)" if name in runtime.gone else ""
+        print(
+            f"{name}{state}\t{spec.kind}\t{spec.target.address}\t{database}\t{len(backups)}"
+            f"\t{newest}\t{spec.settings.schedule or '-'}"
+        )
     return 0
 
 
@@ -89,15 +147,33 @@ def _verify(verification: Verification) -> int:
 
 
 def _audit(args: argparse.Namespace, settings: Settings) -> int:
-    from pgkeep.storage.audit import verify
+    from pgkeep import wiring
+    from pgkeep.storage.audit import Trail, verify
 
-    path = args.file or settings.audit_log or settings.backup_dir / "pgkeep-audit.jsonl"
-    intact, count, problem = verify(path)
-    if intact:
-        print(f"audit log intact: {count} entries in {path}")
+    runtime = wiring.build(settings)
+    log: Trail = runtime.audit
+    if args.file is not None:
+        log = wiring.audit_log(settings, runtime.signer, args.file)
+    report = verify(log, log.signer, log.anchor)
+    for note in report.notes:
+        print(f"note: {note}")
+    if report.intact:
+        print(f"audit log intact: {report.entries} entries in {log.where}")
         return 0
-    print(f"audit log BROKEN at {problem} ({count} entries in {path})")
+    print(f"audit log BROKEN at {report.problem} ({report.entries} entries in {log.where})")
     return EXIT_NOT_VERIFIED
+
+
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    """The age keys as pgkeep names them: fingerprints only, never a key."""
+    keys = settings.age_keys()
+    for fingerprint in keys.fingerprints():
+        print(f"recipient\t{fingerprint}\tnew backups are encrypted to it")
+    for fingerprint in sorted(keys.opens()):
+        print(f"identity\t{fingerprint}\topens backups encrypted to it")
+    if not keys.recipients:
+        print("no PGKEEP_AGE_RECIPIENTS: new backups are not encrypted")
+    return 0
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -123,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(handler=_token)
 
     backup = commands.add_parser("backup", help="create, list or delete backups without HTTP")
+    backup.add_argument("--target", help="the target (default: the only one)")
     actions = backup.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="dump the target into a new backup")
     create.add_argument("--format", choices=[f.value for f in DumpFormat])
@@ -139,7 +216,19 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("list", help="list backups, newest first")
     delete = actions.add_parser("delete", help="delete one backup")
     delete.add_argument("name")
+    imports = actions.add_parser(
+        "import", help="make pgkeep trust a dump it did not sign (audited; never over HTTP)"
+    )
+    imports.add_argument("file", nargs="?", type=Path, help="a pg_dump file from elsewhere")
+    imports.add_argument(
+        "--existing",
+        action="store_true",
+        help="sign the backups whose unsigned manifest still matches their bytes",
+    )
     backup.set_defaults(handler=_backup)
+
+    listing = commands.add_parser("targets", help="every target, found servers' databases too")
+    listing.set_defaults(handler=_targets)
 
     audit = commands.add_parser("audit", help="the audit log")
     audit_actions = audit.add_subparsers(dest="action", required=True)
@@ -147,9 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify_audit.add_argument(
         "--file",
         type=Path,
-        help="default: PGKEEP_AUDIT_LOG or pgkeep-audit.jsonl in the backup directory",
+        help="default: the control database's trail with PGKEEP_CONTROL_DATABASE_URL, else "
+        "PGKEEP_AUDIT_LOG or pgkeep-audit.jsonl in the backup directory "
+        "(checked against the anchor of the configured log)",
     )
     audit.set_defaults(handler=_audit)
+
+    keys = commands.add_parser("keys", help="the age recipients and identities, as fingerprints")
+    keys.set_defaults(handler=_keys)
 
     demo = commands.add_parser("demo", help="`make run`: serve a throwaway sample database")
     demo.add_argument("--host", default="127.0.0.1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Iterator
@@ -12,8 +13,8 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
-from pgkeep.core.jobs import Control
-from pgkeep.core.jobs import Progress as JobProgress
+from pgkeep.core.control import Control
+from pgkeep.core.control import Progress as JobProgress
 
 PLAIN_INTERVAL_SECONDS = 1.0
 
@@ -82,6 +83,15 @@ class _Bar:
 
 @contextmanager
 def _bar(stream: TextIO) -> Iterator[Control]:
+    """The bar, with log lines printed above it rather than over it: while it is drawn,
+    rich routes sys.stderr through its console, and the log handlers write there."""
     view = _Bar(stream)
     with view.bar:
-        yield view.control
+        handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)]
+        previous = [h.setStream(sys.stderr) for h in handlers]
+        try:
+            yield view.control
+        finally:
+            for handler, old in zip(handlers, previous, strict=True):
+                if old is not None:
+                    handler.setStream(old)

@@ -2,21 +2,37 @@
 
 Loading raises `ConfigError` with one line naming the offending setting, so a
 bad configuration stops the process before it serves anything.
+
+Over 300 lines: one flat declaration of every setting, as the README's table lists
+them (a test keeps the two equal), and the checks that need several of them at once.
+The configuration file's own parts are config_file.py.
 """
 
 from __future__ import annotations
 
-import re
+import logging
+import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from pgkeep import config_file
+from pgkeep.config_file import ServerConfig, StoreConfig, TargetConfig
+from pgkeep.core import encryption
 from pgkeep.core.models import BackupOptions, Compression, DumpFormat
 from pgkeep.core.retention import RetentionPolicy
+from pgkeep.core.signing import hkdf
 from pgkeep.errors import ConfigError, InvalidInput
+
+logger = logging.getLogger(__name__)
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 PUBLIC_KEY_ALGORITHMS = frozenset(
@@ -26,6 +42,7 @@ PUBLIC_KEY_ALGORITHMS = frozenset(
 MIN_SECRET_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 _PLACEHOLDER_WORDS = ("change", "secret", "example", "placeholder", "password", "xxxx", "todo")
 WEB_DIR = Path(__file__).parent / "web"
+SIGNING_INFO = b"pgkeep manifest signing v1"
 
 
 class Settings(BaseSettings):
@@ -33,8 +50,27 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PGKEEP_", frozen=True, extra="ignore")
 
+    config: Path | None = None
     database_url: SecretStr | None = None
+    targets: dict[str, TargetConfig] = Field(default_factory=dict)
+    servers: dict[str, ServerConfig] = Field(default_factory=dict)
+    default_target: str | None = None
+    control_database_url: SecretStr | None = None
+    job_lease_seconds: float = Field(default=30.0, ge=4, le=3600)
+    max_concurrent_dumps: int = Field(default=2, ge=1, le=64)
+    dump_timeout: timedelta = timedelta(hours=24)
+    lock_wait_timeout: timedelta = timedelta(minutes=5)
     backup_dir: Path = Path("server-backups")
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_path_style: bool | None = None
+    s3_max_parts: int = Field(default=10_000, ge=1, le=10_000)
+    copy_to: Annotated[tuple[str, ...], NoDecode] = ()
+    copy_backoff_seconds: float = Field(default=5.0, gt=0, le=3600)
+    age_recipients: Annotated[tuple[str, ...], NoDecode] = ()
+    age_identity_file: Path | None = None
+    stores: dict[str, StoreConfig] = Field(default_factory=dict)
     jwt_secret: SecretStr | None = None
     jwt_public_key: str | None = None
     jwt_jwks_url: str | None = None
@@ -44,6 +80,16 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    jwt_max_lifetime: timedelta | None = None
+    signing_key: SecretStr | None = None
+    signing_keys_old: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    restore_replace_allow: Annotated[tuple[str, ...], NoDecode] = ()
+    verify_concurrency: int = Field(default=2, ge=1, le=64)
+    verify_queue: int = Field(default=16, ge=0, le=10_000)
+    job_retention: timedelta = timedelta(days=7)
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    max_connections: int | None = Field(default=None, ge=8)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     retention_days: int = Field(default=30, ge=0)
     retention_keep_last: int = Field(default=0, ge=0)
     retention_keep_daily: int = Field(default=0, ge=0)
@@ -76,20 +122,50 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "INFO"
 
-    @field_validator("jwt_algorithms", "notify_urls", "metrics_allow", mode="before")
+    @field_validator(
+        "jwt_algorithms",
+        "notify_urls",
+        "metrics_allow",
+        "signing_keys_old",
+        "restore_replace_allow",
+        "copy_to",
+        mode="before",
+    )
     @classmethod
     def _split_algorithms(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("stale_after", mode="before")
+    _endpoint = field_validator("s3_endpoint_url")(config_file.endpoint)
+    _recipients = field_validator("age_recipients", mode="before")(config_file.recipients)
+    _duration = field_validator(
+        "stale_after",
+        "jwt_max_lifetime",
+        "job_retention",
+        "dump_timeout",
+        "lock_wait_timeout",
+        mode="before",
+    )(config_file.duration)
+
     @classmethod
-    def _duration(cls, value: object) -> object:
-        """Also accept 90s / 30m / 26h / 2d, besides seconds and ISO 8601 (PT26H)."""
-        if isinstance(value, str) and (m := re.fullmatch(r"(\d+)([smhd])", value.strip())):
-            return timedelta(seconds=int(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]])
-        return value
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit values, then the environment, then PGKEEP_CONFIG's file."""
+        path = _config_path(init_settings)
+        if path is None:
+            return init_settings, env_settings
+        return init_settings, env_settings, _FileSource(settings_cls, path)
+
+    def for_target(self, overrides: config_file.Overrides) -> Settings:
+        """These settings with a target's (or its server's) overrides applied."""
+        return self.model_copy(update=overrides.values())
 
     @property
     def algorithms(self) -> tuple[str, ...]:
@@ -107,6 +183,32 @@ class Settings(BaseSettings):
             return Path(value).read_text()
         except OSError as exc:
             raise ConfigError(f"PGKEEP_JWT_PUBLIC_KEY: cannot read key file {value!r}") from exc
+
+    def age_keys(self) -> encryption.Keys:
+        """The recipients new backups are encrypted to, and the identities that open them
+        (read from PGKEEP_AGE_IDENTITY_FILE; errors name the file, never its content)."""
+        identities: tuple[Any, ...] = ()
+        path = self.age_identity_file
+        if path is not None:
+            try:
+                text = path.read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or "not text"
+                raise ConfigError(
+                    f"PGKEEP_AGE_IDENTITY_FILE: cannot read {str(path)!r}: {reason}"
+                ) from None
+            try:
+                identities = encryption.parse_identities(text)
+            except ValueError as exc:
+                raise ConfigError(f"PGKEEP_AGE_IDENTITY_FILE: {str(path)!r}: {exc}") from None
+            mode = path.stat().st_mode & 0o077
+            if mode:
+                logger.warning(
+                    "PGKEEP_AGE_IDENTITY_FILE %s is readable by others (mode %04o); chmod 600 it",
+                    path,
+                    path.stat().st_mode & 0o777,
+                )
+        return encryption.Keys(self.age_recipients, identities)
 
     def retention_policy(self) -> RetentionPolicy:
         return RetentionPolicy(
@@ -133,9 +235,33 @@ class Settings(BaseSettings):
             raise ConfigError("PGKEEP_JWT_SECRET: not set; `pgkeep token` signs HS256 tokens")
         return self.jwt_secret.get_secret_value()
 
+    def signing_keys(self) -> tuple[bytes, list[bytes]]:
+        """The manifest signing key and the old ones still accepted.
+
+        PGKEEP_SIGNING_KEY if set, else a key derived (HKDF) from PGKEEP_JWT_SECRET,
+        so a deployment configured before signing keeps working. Each old value is
+        accepted as given and as derived, so a former JWT secret works there too.
+        """
+        if self.signing_key is not None:
+            current = self.signing_key.get_secret_value().encode()
+        elif self.jwt_secret is not None:
+            current = hkdf(self.jwt_secret.get_secret_value().encode(), SIGNING_INFO)
+        else:
+            raise ConfigError(
+                "PGKEEP_SIGNING_KEY: not set, and there is no PGKEEP_JWT_SECRET to derive it "
+                "from (tokens checked with a public key or JWKS, or none); manifests are "
+                "signed with it; try: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+        old = []
+        for value in self.signing_keys_old:
+            raw = value.get_secret_value().encode()
+            old += [raw, hkdf(raw, SIGNING_INFO)]
+        return current, old
+
     def check_for_serving(self) -> None:
-        """Refuse to serve without a target and a way to check tokens."""
-        self.require_database_url()
+        """Refuse to serve without a target, a way to check tokens and a signing key."""
+        if not self.targets and not self.servers:
+            self.require_database_url()
         sources = [self.jwt_secret, self.jwt_public_key, self.jwt_jwks_url]
         if sum(source is not None for source in sources) != 1:
             raise ConfigError(
@@ -143,20 +269,49 @@ class Settings(BaseSettings):
                 "PGKEEP_JWT_PUBLIC_KEY or PGKEEP_JWT_JWKS_URL"
             )
         self.public_key_pem()
+        self.signing_keys()
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The TOML file's top-level keys (settings) and tables (targets, servers)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+        try:
+            self.data = config_file.read(path)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        unknown = sorted(set(self.data) - set(settings_cls.model_fields) - {"config"})
+        if unknown:
+            raise ConfigError(f"{config_file.locate(path, (unknown[0],))}: not a setting")
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+def _config_path(init_settings: PydanticBaseSettingsSource) -> Path | None:
+    given = getattr(init_settings, "init_kwargs", {}).get("config") or os.environ.get(
+        "PGKEEP_CONFIG"
+    )
+    return Path(given) if given else None
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build Settings from the environment (and explicit overrides, for tests and the CLI)."""
+    """Build Settings from the environment and PGKEEP_CONFIG (and explicit overrides, for
+    tests and the CLI)."""
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        error = exc.errors()[0]
-        name = "PGKEEP_" + str(error["loc"][0]).upper() if error["loc"] else "PGKEEP_*"
-        raise ConfigError(f"{name}: {error['msg']}") from None
+        raise ConfigError(_where(exc, overrides)) from None
     _check_algorithms(settings)
     _check_secret(settings)
     _check_backup_dir(settings)
     _check_schedules_and_alerts(settings)
+    settings.age_keys()  # a bad identity file stops the start, naming it
     try:
         settings.default_options()
     except InvalidInput as exc:
@@ -164,20 +319,46 @@ def load_settings(**overrides: object) -> Settings:
     return settings
 
 
+def _where(exc: ValidationError, overrides: dict[str, object]) -> str:
+    """One line naming what is wrong: the setting, or the file, line and key."""
+    error = exc.errors()[0]
+    loc = tuple(error["loc"])
+    if not loc:
+        return f"PGKEEP_*: {error['msg']}"
+    name = str(loc[0])
+    path = overrides.get("config") or os.environ.get("PGKEEP_CONFIG")
+    from_env = f"PGKEEP_{name.upper()}" in os.environ or name in overrides
+    if path and not from_env:
+        return f"{config_file.locate(Path(str(path)), loc)}: {error['msg']}"
+    return f"PGKEEP_{name.upper()}: {error['msg']}"
+
+
 def _check_secret(settings: Settings) -> None:
-    if settings.jwt_secret is None:
-        return
-    secret = settings.jwt_secret.get_secret_value()
-    minimum = max(MIN_SECRET_BYTES.get(a, 32) for a in settings.algorithms)
+    if settings.jwt_secret is not None:
+        minimum = max(MIN_SECRET_BYTES.get(a, 32) for a in settings.algorithms)
+        _check_random(
+            "PGKEEP_JWT_SECRET",
+            settings.jwt_secret,
+            minimum,
+            f"for {'/'.join(settings.algorithms)}",
+        )
+    if settings.signing_key is not None:
+        _check_random("PGKEEP_SIGNING_KEY", settings.signing_key, 32, "")
+    for old in settings.signing_keys_old:
+        _check_random("PGKEEP_SIGNING_KEYS_OLD", old, 32, "each")
+
+
+def _check_random(setting: str, value: SecretStr, minimum: int, what: str) -> None:
+    """Refuse short or placeholder secrets, naming the setting and never the value."""
+    secret = value.get_secret_value()
     if len(secret.encode()) < minimum:
         raise ConfigError(
-            f"PGKEEP_JWT_SECRET: must be at least {minimum} bytes for "
-            f"{'/'.join(settings.algorithms)} "
-            "(try: python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            f"{setting}: must be at least {minimum} bytes {what} ".replace("  ", " ")
+            + "(try: python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
         )
     lowered = secret.lower()
     if len(set(secret)) < 8 or any(word in lowered for word in _PLACEHOLDER_WORDS):
-        raise ConfigError("PGKEEP_JWT_SECRET: looks like a placeholder; use a random value")
+        raise ConfigError(f"{setting}: looks like a placeholder; use a random value")
 
 
 def _check_algorithms(settings: Settings) -> None:

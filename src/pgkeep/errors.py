@@ -6,6 +6,10 @@ PgkeepError
 ├── Cancelled             the work was cancelled on request
 ├── InvalidInput          a name or a body that is not acceptable
 ├── Corrupt               a backup's bytes do not match its manifest, or do not decode
+├── Untrusted             a backup without a manifest signed by this service: never restored
+├── NoIdentity            an encrypted backup that none of the configured age identities opens
+├── Busy                  too much work queued already; try again later
+├── Unavailable           something the work needs (a server, a store) cannot be reached now
 ├── AuthError             no credentials, or credentials that do not check out
 │   └── Forbidden         valid credentials without the required role
 ├── DumpFailed            pg_dump failed (exit code, stderr tail)
@@ -48,6 +52,26 @@ class InvalidInput(PgkeepError):
 
 
 class Corrupt(PgkeepError):
+    pass
+
+
+class Untrusted(PgkeepError):
+    pass
+
+
+class NoIdentity(PgkeepError):
+    """Never "damaged": the bytes may be perfect, pgkeep just lacks the private key."""
+
+
+class Busy(PgkeepError):
+    """Refused for load; `retry_after` says when trying again makes sense (seconds)."""
+
+    def __init__(self, message: str, details: str = "", retry_after: int = 5) -> None:
+        super().__init__(message, details)
+        self.retry_after = retry_after
+
+
+class Unavailable(PgkeepError):
     pass
 
 

@@ -30,6 +30,7 @@ from pgkeep.core.events import Event
 logger = logging.getLogger(__name__)
 
 ATTEMPTS = 5
+_KINDS = {"create": "backup", "verify": "verify", "copy": "copy"}  # core actions → alert kinds
 
 
 @dataclass(frozen=True)
@@ -68,27 +69,34 @@ class Notifier:
         self._send_success = send_success
         self._backoff = backoff_seconds
         self._queue: queue.Queue[tuple[str, Message]] = queue.Queue()
-        self._stale_since: datetime | None = None
+        self._stale_since: dict[str, datetime] = {}  # per target: since when it is stale
         self.delivered = 0
         self.failed = 0
         if urls:
             threading.Thread(target=self._deliver_forever, daemon=True).start()
 
     def on_event(self, event: Event) -> None:
-        """A service listener: turns outcomes into messages."""
-        if event.status == "failed":
-            what = "backup" if event.kind == "backup" else f"verify of {event.filename}"
+        """A listener of core events: failed creates and verifies, and successes if asked."""
+        kind = _KINDS.get(event.action)
+        if kind is None:
+            return
+        if event.outcome == "failed":
+            what = {
+                "backup": "backup",
+                "verify": f"verify of {event.filename}",
+                "copy": f"copy of {event.filename} to {event.store}",
+            }[kind]
             self.send(
                 Message(
-                    f"{event.kind}.failed",
+                    f"{kind}.failed",
                     event.target,
                     event.at,
-                    f"{what} of database {event.target!r} failed: {event.error}",
+                    f"{what} of {event.target!r} failed: {event.error}",
                     event.filename,
                 )
             )
-        elif event.status == "succeeded" and event.kind == "backup":
-            self._stale_since = None
+        elif event.outcome == "succeeded" and kind == "backup":
+            self._stale_since.pop(event.target, None)
             if self._send_success:
                 self.send(
                     Message(
@@ -106,11 +114,11 @@ class Notifier:
     ) -> bool:
         """Alert once when the newest good backup is older than `stale_after`."""
         if last_success is not None and now - last_success <= stale_after:
-            self._stale_since = None
+            self._stale_since.pop(target, None)
             return False
-        if self._stale_since is not None:
+        if target in self._stale_since:
             return False  # already told
-        self._stale_since = now
+        self._stale_since[target] = now
         since = formats.iso_ms(last_success) if last_success else "never"
         self.send(
             Message(

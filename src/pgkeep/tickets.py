@@ -1,7 +1,10 @@
-"""Download tickets: short-lived, single-use, HMAC-signed permissions to download one backup.
+"""Download tickets: short-lived, single-use, HMAC-signed permissions to download one backup
+of one target (two targets may hold backups of the same name).
 
-A browser download link carries a ticket instead of the long-lived JWT. The key
-is random per process, so a ticket works only on the process that issued it.
+A browser download link carries a ticket instead of the long-lived JWT. The key is
+random per process, so a ticket works only on the process that issued it; instances
+sharing a control database derive it from the signing key instead, and record each
+redeemed ticket there (`redeem_once`), so a ticket works once, on any instance.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from pgkeep.errors import AuthError
 
@@ -22,23 +26,30 @@ TICKET_TTL_SECONDS = 60
 
 class TicketIssuer:
     def __init__(
-        self, clock: Callable[[], float] = time.time, ttl: int = TICKET_TTL_SECONDS
+        self,
+        clock: Callable[[], float] = time.time,
+        ttl: int = TICKET_TTL_SECONDS,
+        *,
+        key: bytes | None = None,
+        redeem_once: Callable[[str, datetime], bool] | None = None,
     ) -> None:
-        self._key = secrets.token_bytes(32)
+        self._key = key or secrets.token_bytes(32)
+        self._redeem_once = redeem_once
         self._clock = clock
         self._ttl = ttl
         self._used: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def issue(self, filename: str, sub: str) -> tuple[str, float]:
-        """A ticket for `filename`, and when it expires (epoch seconds)."""
+    def issue(self, target: str, filename: str, sub: str) -> tuple[str, float]:
+        """A ticket for `filename` of `target`, and when it expires (epoch seconds)."""
         expires = self._clock() + self._ttl
-        payload = json.dumps({"f": filename, "s": sub, "e": expires, "n": secrets.token_hex(12)})
+        claims = {"t": target, "f": filename, "s": sub, "e": expires, "n": secrets.token_hex(12)}
+        payload = json.dumps(claims)
         body = _b64(payload.encode())
         return f"{body}.{_b64(self._sign(body))}", expires
 
-    def redeem(self, ticket: str, filename: str) -> str:
-        """Use a ticket for `filename`; returns whom it was issued to, else AuthError."""
+    def redeem(self, ticket: str, target: str, filename: str) -> str:
+        """Use a ticket for `filename` of `target`; whom it was issued to, else AuthError."""
         body, _, signature = ticket.partition(".")
         try:
             good = hmac.compare_digest(_unb64(signature), self._sign(body))
@@ -48,7 +59,7 @@ class TicketIssuer:
         if not isinstance(claims, dict):
             raise AuthError("invalid download ticket", "ask for a new download link")
         now = self._clock()
-        if claims.get("f") != filename:
+        if (claims.get("t"), claims.get("f")) != (target, filename):
             raise AuthError("invalid download ticket", "the ticket is for another backup")
         if float(claims.get("e", 0)) < now:
             raise AuthError("expired download ticket", "ask for a new download link")
@@ -57,6 +68,10 @@ class TicketIssuer:
             if claims["n"] in self._used:
                 raise AuthError("used download ticket", "a ticket works once; ask for a new link")
             self._used[claims["n"]] = float(claims["e"])
+        if self._redeem_once is not None:
+            expires = datetime.fromtimestamp(float(claims["e"]), UTC)
+            if not self._redeem_once(str(claims["n"]), expires):
+                raise AuthError("used download ticket", "a ticket works once; ask for a new link")
         return str(claims.get("s", ""))
 
     def _sign(self, body: str) -> bytes:

@@ -18,7 +18,7 @@ import jwt
 from pgkeep.config import Settings
 from pgkeep.errors import AuthError, Forbidden, InvalidInput
 
-_TTL = re.compile(r"(\d+)([smhd])")
+_TTL = re.compile(r"([0-9]+)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_TTL_SECONDS = 366 * 86400
 
@@ -56,6 +56,24 @@ class TokenVerifier:
             )
         return Principal(sub=str(claims.get("sub", "")), role=role)
 
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        """`exp`, `nbf` and `iat` must be JSON numbers (PyJWT also takes numeric strings), and
+        with PGKEEP_JWT_MAX_LIFETIME a token may not live longer than that."""
+        for name in ("exp", "nbf", "iat"):
+            value = claims.get(name)
+            if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise AuthError("invalid token", f"the {name!r} claim must be a number")
+        limit = self._settings.jwt_max_lifetime
+        if limit is None:
+            return
+        now = datetime.now(UTC).timestamp()
+        issued = claims.get("iat", now)
+        longest = limit.total_seconds() + self._settings.jwt_leeway_seconds
+        if claims["exp"] - min(issued, now) > longest:
+            raise AuthError(
+                "invalid token", f"it lives longer than PGKEEP_JWT_MAX_LIFETIME ({limit})"
+            )
+
     def _decode(self, token: str) -> dict[str, Any]:
         s = self._settings
         try:
@@ -80,6 +98,7 @@ class TokenVerifier:
             raise AuthError("invalid token", f"signing key unavailable: {exc}") from None
         except jwt.PyJWTError as exc:
             raise AuthError("invalid token", str(exc)) from None
+        self._check_times(claims)
         return claims
 
 

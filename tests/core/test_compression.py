@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pgkeep.core.compression import compressor, decompressor, transform
+from pgkeep.core.compression import OUT_LIMIT, compressor, decompress, decompressor, transform
 from pgkeep.core.models import Compression
 from pgkeep.errors import Corrupt
 
@@ -50,3 +50,19 @@ def test_codec_flipped_bytes_are_corrupt(kind: Compression) -> None:
 def test_codec_trailing_garbage_is_corrupt(kind: Compression) -> None:
     with pytest.raises(Corrupt, match="after the end"):
         b"".join(transform(decompressor(kind), _chunks(_pack(kind) + b"garbage")))
+
+
+@pytest.mark.parametrize("kind", [Compression.GZIP, Compression.ZSTD])
+def test_decompression_hands_on_bounded_pieces_of_a_very_compressible_stream(
+    kind: Compression,
+) -> None:
+    """pgbench's blank-padded rows compress ~115:1; one 1 MiB input chunk of such a zstd
+    stream used to come out as one 92 MiB piece."""
+    rows = b"".join(b"%10d|%84s\n" % (i, b"") for i in range(600_000))  # ~57 MB
+    packed = b"".join(transform(compressor(kind, 3), _chunks(rows, 1 << 20)))
+    assert len(packed) < len(rows) // 30
+    pieces = list(decompress(_chunks(packed, 1 << 20), kind))
+    assert b"".join(pieces) == rows
+    assert max(len(p) for p in pieces) <= 4 * OUT_LIMIT
+    with pytest.raises(Corrupt, match="truncated"):
+        list(decompress(_chunks(packed[:-3], 1 << 20), kind))

@@ -1,8 +1,10 @@
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from pgkeep.core import naming
+from pgkeep.core.models import Compression, DumpFormat
 from pgkeep.errors import InvalidInput
 
 T = datetime(2024, 12, 9, 10, 30, 45, 123000, tzinfo=UTC)
@@ -78,3 +80,90 @@ def test_sort_key_orders_suffixes_after_their_base() -> None:
         "backup-2024-12-09T10-30-45-10.sql",
         "backup-2024-12-09T10-30-46.sql",
     ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "backup-٢٠٢٤-12-09T10-30-45.sql",  # Arabic-Indic digits: \d matched them, int() read them
+        "backup-\uff12\uff10\uff12\uff14-12-09T10-30-45.sql",  # fullwidth
+        "backup-2024-12-09T10-30-45-\u0662.sql",
+        "backup-2024-12-09T10-30-45.sql\u2028",
+    ],
+)
+def test_validate_name_is_ascii_only(name: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        naming.validate_name(name)
+    assert caught.value.message.isascii()  # echoed escaped, never as sent
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(1000, 1, 1, tzinfo=UTC),
+        datetime(2024, 2, 29, 23, 59, 59, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+    ],
+)
+@pytest.mark.parametrize("extension", [".sql", ".sql.gz", ".sql.zst", ".dump"])
+def test_every_name_make_name_writes_validates_and_parses_back(
+    moment: datetime, extension: str
+) -> None:
+    taken: set[str] = set()
+    for _ in range(3):
+        name = naming.make_name(moment, taken, extension)
+        assert naming.validate_name(name) == name
+        assert naming.created_at(name) == moment
+        assert naming.manifest_name(name) == name + ".json"
+        taken.add(name)
+    assert naming.kind(name)[0].value == ("custom" if extension == ".dump" else "plain")
+
+
+def test_make_name_refuses_what_it_could_not_read_back() -> None:
+    with pytest.raises(InvalidInput):
+        naming.make_name(datetime(999, 1, 1, tzinfo=UTC), set())
+    with pytest.raises(InvalidInput):
+        naming.make_name(T, set(), ".tar")
+
+
+def test_make_name_counts_suffixes_across_extensions() -> None:
+    assert naming.make_name(T, {"backup-2024-12-09T10-30-45.dump"}, ".sql") == (
+        "backup-2024-12-09T10-30-45-2.sql"
+    )
+    full = {f"backup-2024-12-09T10-30-45-{n}.sql" for n in range(2, 10000)}
+    full.add("backup-2024-12-09T10-30-45.sql")
+    with pytest.raises(InvalidInput, match="too many backups"):
+        naming.make_name(T, full)
+
+
+def test_kind_reads_each_suffix() -> None:
+    assert naming.kind("backup-2024-12-09T10-30-45.sql.gz") == (DumpFormat.PLAIN, Compression.GZIP)
+    assert naming.kind("backup-2024-12-09T10-30-45.sql.zst") == (DumpFormat.PLAIN, Compression.ZSTD)
+    assert naming.kind("backup-2024-12-09T10-30-45-7.dump") == (DumpFormat.CUSTOM, Compression.NONE)
+    with pytest.raises(InvalidInput):
+        naming.kind("backup.sql")
+
+
+def test_make_name_is_utc_whatever_the_local_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        assert naming.make_name(T, set()) == "backup-2024-12-09T10-30-45.sql"
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_make_name_uses_the_last_sequence_number() -> None:
+    taken = {f"backup-2024-12-09T10-30-45-{n}.sql" for n in range(2, 9999)}
+    taken.add("backup-2024-12-09T10-30-45.sql")
+    assert naming.make_name(T, taken) == "backup-2024-12-09T10-30-45-9999.sql"
+
+
+def test_validate_name_says_what_a_name_looks_like() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        naming.validate_name("nope")
+    assert caught.value.details == (
+        "expected backup-YYYY-MM-DDTHH-MM-SS.sql (or .sql.gz, .sql.zst, .dump), "
+        "optionally with a -N suffix"
+    )

@@ -6,13 +6,23 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pgkeep.core.models import Backup, Check, Compression, DumpFormat, Manifest, Verification
+from pgkeep.core.models import (
+    Backup,
+    Check,
+    Compression,
+    DumpFormat,
+    Manifest,
+    Trust,
+    Verification,
+)
 from pgkeep.core.retention import RetentionPolicy, expired, plan
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)  # a Saturday
 
 
-def _backup(at: datetime, *, verified: bool | None = None, manifest: bool = True) -> Backup:
+def _backup(
+    at: datetime, *, verified: bool | None = None, manifest: bool = True, signed: bool = True
+) -> Backup:
     name = f"backup-{at:%Y-%m-%dT%H-%M-%S}.sql"
     m = None
     if manifest:
@@ -33,7 +43,8 @@ def _backup(at: datetime, *, verified: bool | None = None, manifest: bool = True
             None,
             v,
         )
-    return Backup(name, 10, at, at, manifest=m)
+    trust = Trust.MISSING if m is None else Trust.SIGNED if signed else Trust.UNSIGNED
+    return Backup(name, 10, at, at, manifest=m, trust=trust)
 
 
 def _ago(**delta: float) -> Backup:
@@ -138,3 +149,71 @@ def test_retention_rules_combine_with_the_age_rule() -> None:
     old = [_ago(days=d) for d in (100, 101)]
     policy = RetentionPolicy(max_age_days=30, keep_last=3, min_keep=0)
     assert _names(expired(recent + old, policy, NOW)) == [old[1].name]
+
+
+def test_a_one_day_rule_keeps_a_twelve_hour_old_backup() -> None:
+    young, old = _ago(hours=12), _ago(days=2)
+    policy = RetentionPolicy(max_age_days=1, min_keep=0)
+    decisions = {d.backup.name: d for d in plan([young, old], policy, NOW)}
+    assert decisions[young.name].reasons == ("within 1 days",)
+    assert decisions[old.name].reasons == ("older than 1 days and kept by no other rule",)
+    assert expired([young, old], policy, NOW) == [old]
+
+
+def test_zero_days_keeps_nothing_by_age_even_created_this_instant() -> None:
+    now_a = _backup(NOW)
+    now_b = Backup("backup-2025-03-01T12-00-00-2.sql", 10, NOW, NOW, manifest=None)
+    policy = RetentionPolicy(max_age_days=0, keep_last=1, min_keep=0)
+    decisions = {d.backup.name: d for d in plan([now_a, now_b], policy, NOW)}
+    assert decisions[now_b.name].reasons == ("among the last 1",)
+    assert decisions[now_a.name].keep is False
+    assert decisions[now_a.name].reasons == ("kept by no rule",)
+
+
+def test_reasons_are_named_for_each_rule() -> None:
+    backups = [_ago(days=d) for d in (1, 40)]
+    policy = RetentionPolicy(max_age_days=30, keep_last=1, min_keep=1)
+    decisions = plan(backups, policy, NOW, pinned=[backups[1].name])
+    assert decisions[0].reasons == (
+        "within 30 days",
+        "among the last 1",
+        "among the newest 1 good (floor)",
+    )
+    assert decisions[1].reasons == ("pinned",)
+
+
+def test_retention_off_still_answers_for_every_backup() -> None:
+    backups = [_ago(days=d) for d in (1, 400)]
+    off = RetentionPolicy(max_age_days=0, min_keep=0)
+    decisions = plan(backups, off, NOW)
+    assert [d.backup for d in decisions] == backups
+    assert all(d.reasons == ("retention is off",) for d in decisions)
+
+
+def test_expired_honours_pins() -> None:
+    old = _ago(days=40)
+    assert expired([old], RetentionPolicy(min_keep=0), NOW) == [old]
+    assert expired([old], RetentionPolicy(min_keep=0), NOW, pinned=[old.name]) == []
+
+
+@pytest.mark.parametrize(
+    ("rule", "dates", "kept"),
+    [
+        # One per calendar bucket, and the buckets know their year.
+        # Newest first: [0] and [1] share a bucket, [2] is the same day/week/month a year
+        # earlier; a bucket without the year would merge it with [0].
+        ("keep_daily", ["2024-03-01T10", "2025-03-01T09", "2025-03-01T08"], [0, 2]),
+        ("keep_monthly", ["2024-03-15T10", "2025-03-02T09", "2025-03-01T08"], [0, 2]),
+        ("keep_weekly", ["2024-02-27T10", "2025-02-25T09", "2025-02-24T08"], [0, 2]),
+        ("keep_yearly", ["2023-12-31T10", "2024-12-31T09", "2024-01-01T08"], [0, 2]),
+    ],
+)
+def test_calendar_buckets_include_the_year(rule: str, dates: list[str], kept: list[int]) -> None:
+    backups = sorted(
+        (_backup(datetime.fromisoformat(d).replace(tzinfo=UTC)) for d in dates),
+        key=lambda b: b.created_at,
+        reverse=True,
+    )
+    policy = RetentionPolicy(max_age_days=0, min_keep=0, **{rule: 2})
+    decisions = plan(backups, policy, NOW)
+    assert [i for i, d in enumerate(decisions) if d.keep] == kept

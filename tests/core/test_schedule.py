@@ -6,13 +6,14 @@ import secrets
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from pgkeep import wiring
 from pgkeep.config import load_settings
 from pgkeep.core.schedule import Schedule, parse
 from pgkeep.errors import ConfigError
-from pgkeep.http.app import build_scheduler
 from pgkeep.postgres.cluster import ThrowawayCluster
 from pgkeep.postgres.ledger import PgLedger
 from pgkeep.postgres.target import Target
@@ -98,13 +99,15 @@ def test_schedule_skips_while_another_run_holds_the_lock(cluster: ThrowawayClust
     assert runs == []
 
 
-def test_schedule_rejects_bad_cron_and_ledger_in_target(cluster: ThrowawayCluster) -> None:
+def test_schedule_rejects_bad_cron_and_ledger_in_target(
+    cluster: ThrowawayCluster, tmp_path: Path
+) -> None:
     with pytest.raises(ConfigError, match="PGKEEP_SCHEDULE: not a cron expression"):
         parse("every day", "PGKEEP_SCHEDULE")
     with pytest.raises(ConfigError, match="PGKEEP_SCHEDULE: not a cron expression"):
         load_settings(schedule="61 * * * *")
     settings = load_settings(
-        database_url=cluster.url("postgres"), jwt_secret=SECRET, schedule=DAILY
+        database_url=cluster.url("postgres"), jwt_secret=SECRET, schedule=DAILY, backup_dir=tmp_path
     )
     with pytest.raises(ConfigError, match="PGKEEP_SCHEDULE_DATABASE"):
-        build_scheduler(settings, None, None)  # type: ignore[arg-type]
+        wiring.build(settings)

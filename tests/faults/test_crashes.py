@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from pgkeep.postgres.cluster import ThrowawayCluster
+from pgkeep.storage.seaweed import ThrowawayS3
 from tests.blocking import pg_dump_pids
 from tests.conftest import backup_files
 from tests.test_serve_process import (
@@ -161,3 +163,56 @@ def test_client_disconnects_mid_download_and_mid_create(
     assert whole.status_code == 200
     assert len(whole.content) == name["sizeBytes"]
     assert health.status_code == 200
+
+
+def test_kill_9_mid_upload_to_s3_then_restart(
+    slow_database: str,
+    backup_dir: Path,
+    cluster: ThrowawayCluster,
+    s3_server: ThrowawayS3,
+    tmp_path: Path,
+) -> None:
+    bucket = s3_server.create_bucket("crash-" + secrets.token_hex(4))
+    env = slow_server_env(slow_database, backup_dir, cluster) | s3_server.env()
+    env |= {"PGKEEP_STORAGE_URL": f"s3://{bucket}/b", "PGKEEP_DEFAULT_LEVEL": "1"}
+    client = s3_server.client()
+    auth = {"Authorization": f"Bearer {_token()}"}
+    log = tmp_path / "server.log"
+
+    def uploads() -> list[str]:
+        listed = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        return [u["Key"] for u in listed]
+
+    proc, base = start_server(env, log)
+    try:
+        job = httpx.post(f"{base}/api/backup/create?async=true", headers=auth).json()["job"]
+
+        def a_part_sent() -> bool:
+            listed = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+            return any(
+                client.list_parts(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"]).get("Parts")
+                for u in listed
+            )
+
+        _wait(a_part_sent)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert len(uploads()) == 1  # the crash left its upload behind
+    _wait(lambda: not pg_dump_pids(slow_database), timeout=30)
+
+    proc, base = start_server(env, log)
+    try:
+        listing = httpx.get(f"{base}/api/backup/list", headers=auth).json()
+        crashed = httpx.get(f"{base}/api/backup/jobs/{job['id']}", headers=auth).json()["job"]
+    finally:
+        proc.terminate()
+        proc.wait()
+    assert listing["count"] == 0
+    assert uploads() == []
+    objects = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert [o["Key"] for o in objects] == ["b/pgkeep-jobs.json"]  # no backup, no manifest
+    assert crashed["status"] == "failed"
+    assert "removed partial backup left by an interrupted create" in log.read_text()

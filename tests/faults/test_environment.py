@@ -11,13 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pgkeep import wiring
 from pgkeep.config import Settings
-from pgkeep.core.service import BackupService
 from pgkeep.http.app import create_app
 from pgkeep.postgres import server
 from pgkeep.postgres.dump import PgDumper
 from pgkeep.postgres.target import Target
-from pgkeep.storage import LocalStorage
 from tests.conftest import backup_files
 
 pytestmark = pytest.mark.anyio
@@ -29,7 +28,7 @@ def tiny_mount(backup_dir: Path) -> Iterator[Path]:
     backup_dir.mkdir()
     if (
         subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(backup_dir)],
+            ["mount", "-t", "tmpfs", "-o", "size=128k,mode=0700", "tmpfs", str(backup_dir)],
             capture_output=True,
             check=False,
         ).returncode
@@ -108,8 +107,9 @@ async def test_pg_dump_missing_or_too_old(
     if case == "too old" and not older:
         pytest.skip(f"no pg_dump older than PostgreSQL {major} here")
     dirs = [tmp_path] if case == "missing" else older
-    service = BackupService(LocalStorage(backup_dir), PgDumper(target, dirs))
-    transport = httpx.ASGITransport(app=create_app(settings, service))
+    runtime = wiring.build(settings)
+    runtime.service().creating.dumper = PgDumper(target, dirs)
+    transport = httpx.ASGITransport(app=create_app(settings, runtime))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
         response = await api.post("/api/backup/create", headers=auth)
         ready = await api.get("/readyz")

@@ -1,21 +1,31 @@
-"""The audit log: who, from where, what, the result; the chain catches edits and removals."""
+"""The audit trail over HTTP and from every entry point: nothing performed goes unrecorded."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from pgkeep import scheduling, wiring
 from pgkeep.cli import main
-from pgkeep.storage.audit import AuditLog, verify
+from pgkeep.config import Settings
+from pgkeep.storage.audit import verify
+from tests.conftest import backup_files
 
 pytestmark = pytest.mark.anyio
 
 
+def _entries(backup_dir: Path) -> list[dict[str, object]]:
+    path = backup_dir / "pgkeep-audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 async def test_audit_records_actions_and_pages(
-    api: httpx.AsyncClient, auth: dict[str, str], backup_dir: Path, token: str
+    api: httpx.AsyncClient, auth: dict[str, str], settings: Settings, token: str
 ) -> None:
     name = (await api.post("/api/backup/create", headers=auth)).json()["filename"]
     await api.get(f"/api/backup/download/{name}", params={"token": token})
@@ -30,69 +40,114 @@ async def test_audit_records_actions_and_pages(
     assert page["total"] == 8
     assert [e["action"] for e in page["entries"]] == ["delete", "delete", "unpin"]
     first, second = page["entries"][0], page["entries"][1]
-    assert (first["who"], first["result"], first["status"]) == ("alice", "ok", 200)
+    assert (first["who"], first["result"], first["via"]) == ("alice", "succeeded", "api")
     assert (second["who"], second["result"], second["status"]) == (None, "refused", 401)
     rest = (await api.get("/api/backup/audit?offset=3", headers=auth)).json()["entries"]
     assert [e["action"] for e in rest] == ["delete", "pin", "verify", "download", "create"]
-    assert rest[0]["status"] == 409
-    assert rest[3]["target"] == name
+    assert rest[0]["result"] == "refused"
+    assert "pinned" in rest[0]["error"]
+    assert rest[3]["backup"] == name
     assert rest[3]["source"] == "127.0.0.1"
     assert all(token not in json.dumps(e) for e in page["entries"] + rest)
     assert (await api.get("/api/backup/audit")).status_code == 401
-    assert verify(backup_dir / "pgkeep-audit.jsonl") == (True, 8, "")  # reading it is not audited
+    runtime = wiring.build(settings)  # reading it is not audited
+    report = verify(runtime.audit, runtime.audit.signer, runtime.audit.anchor)
+    assert (report.intact, report.entries) == (True, 8)
 
 
-def _log(tmp_path: Path, n: int = 5) -> Path:
-    log = AuditLog(tmp_path / "audit.jsonl")
-    for i in range(n):
-        log.append(at=f"t{i}", who="alice", action="create", target=f"b{i}", result="ok")
-    return log.path
+@pytest.mark.parametrize("suffix", ["%0A", "%0D%0A", "%00", "%09", "%7F"])
+async def test_paths_with_control_characters_are_refused_before_routing(
+    api: httpx.AsyncClient, auth: dict[str, str], backup_dir: Path, suffix: str
+) -> None:
+    """The router's `$` matched before a trailing newline: `DELETE …/NAME%0A` deleted NAME
+    with no audit line. Such paths now never reach a route."""
+    name = (await api.post("/api/backup/create", headers=auth)).json()["filename"]
+    before = len(_entries(backup_dir))
+    for method, path in [
+        ("DELETE", f"/api/backup/{name}{suffix}"),
+        ("GET", f"/api/backup/download/{name}{suffix}"),
+        ("POST", f"/api/backup/{name}{suffix}/pin"),
+        ("POST", f"/api/backup/{name}/pin{suffix}"),
+    ]:
+        response = await api.request(method, path, headers=auth)
+        assert response.status_code == 400, (method, path)
+        assert response.json()["error"] == "Invalid request path"
+    assert len(_entries(backup_dir)) == before  # nothing performed, so nothing to record
+    assert name in backup_files(backup_dir)
+    listed = (await api.get("/api/backup/list", headers=auth)).json()["backups"]
+    assert not any(b.get("pinned") for b in listed)
 
 
-def test_audit_chain_survives_reopening(tmp_path: Path) -> None:
-    path = _log(tmp_path, 3)
-    AuditLog(path).append(at="t3", who="bob", action="delete", target="b0", result="ok")
-    assert verify(path) == (True, 4, "")
+@pytest.mark.parametrize("suffix", ["/", "%2F", "%20", "%252F", "%5C"])
+async def test_audit_records_every_dispatched_request_whatever_its_path(
+    api: httpx.AsyncClient, auth: dict[str, str], backup_dir: Path, suffix: str
+) -> None:
+    name = (await api.post("/api/backup/create", headers=auth)).json()["filename"]
+    before = len(_entries(backup_dir))
+    for method, path in [
+        ("DELETE", f"/api/backup/{name}{suffix}"),
+        ("GET", f"/api/backup/download/{name}{suffix}"),
+        ("POST", f"/api/backup/{name}{suffix}/pin"),
+    ]:
+        response = await api.request(method, path, headers=auth)
+        added = _entries(backup_dir)[before:]
+        before += len(added)
+        if response.status_code != 404 or "Not found" not in response.text:
+            assert added, f"{method} {path} -> {response.status_code} left no audit line"
+    assert name in backup_files(backup_dir)
 
 
-def test_audit_chain_detects_an_edited_line(tmp_path: Path) -> None:
-    path = _log(tmp_path)
+async def test_audit_records_cli_scheduler_and_retention(
+    make_settings: Callable[..., Settings],
+    backup_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = make_settings(retention_days=1, retention_min_keep=0)
+    for name, value in {
+        "PGKEEP_DATABASE_URL": settings.require_database_url(),
+        "PGKEEP_JWT_SECRET": settings.require_signing_secret(),
+        "PGKEEP_BACKUP_DIR": str(backup_dir),
+        "PGKEEP_PG_BIN_DIR": str(settings.pg_bin_dir),
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert main(["backup", "create"]) == 0
+    created = capsys.readouterr().out.split("\t")[0]
+    later = datetime.now(UTC) + timedelta(days=3)
+    runtime = wiring.build(settings, clock=lambda: later)
+    scheduling.scheduled_backup(runtime.service())  # a scheduled run, three days on
+    entries = _entries(backup_dir)
+    assert [(e["action"], e["via"], e["result"]) for e in entries] == [
+        ("create", "cli", "succeeded"),
+        ("create", "scheduler", "succeeded"),
+        ("delete", "retention", "succeeded"),  # the CLI's backup, three days old by then
+    ]
+    assert str(entries[0]["who"]).startswith("cli:")
+    assert entries[2]["backup"] == created
+    assert main(["audit", "verify"]) == 0
+    assert "audit log intact: 3 entries" in capsys.readouterr().out
+
+
+def test_cli_audit_verify_names_the_broken_entry(
+    make_settings: Callable[..., Settings],
+    backup_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = make_settings()
+    runtime = wiring.build(settings)
+    for i in range(4):
+        runtime.audit.append(who="alice", action="create", backup=f"b{i}", result="succeeded")
+    monkeypatch.setenv("PGKEEP_DATABASE_URL", settings.require_database_url())
+    monkeypatch.setenv("PGKEEP_JWT_SECRET", settings.require_signing_secret())
+    monkeypatch.setenv("PGKEEP_BACKUP_DIR", str(backup_dir))
+    assert main(["audit", "verify"]) == 0
+    assert capsys.readouterr().out.startswith("audit log intact: 4 entries")
+    path = backup_dir / "pgkeep-audit.jsonl"
+    path.write_text(path.read_text().replace('"b2"', '"bX"'))
+    assert main(["audit", "verify"]) == 6
+    assert "BROKEN at seq 3" in capsys.readouterr().out
     lines = path.read_text().splitlines()
-    entry = json.loads(lines[2])
-    entry["who"] = "mallory"
-    lines[2] = json.dumps(entry, sort_keys=True)
-    path.write_text("\n".join(lines) + "\n")
-    assert verify(path) == (False, 5, "line 3: content does not match its hash (edited)")
-
-
-def test_audit_chain_detects_a_removed_line(tmp_path: Path) -> None:
-    path = _log(tmp_path)
-    lines = path.read_text().splitlines()
-    del lines[1]
-    path.write_text("\n".join(lines) + "\n")
-    intact, count, problem = verify(path)
-    assert (intact, count) == (False, 4)
-    assert problem == "line 2: chain broken (a line removed or reordered)"
-
-
-def test_audit_chain_detects_a_recomputed_forgery(tmp_path: Path) -> None:
-    """Editing a line and fixing its own hash still breaks the next line's link."""
-    from pgkeep.storage.audit import entry_hash
-
-    path = _log(tmp_path)
-    lines = path.read_text().splitlines()
-    entry = json.loads(lines[1])
-    entry["target"] = "something-else"
-    entry["hash"] = entry_hash(entry)
-    lines[1] = json.dumps(entry, sort_keys=True)
-    path.write_text("\n".join(lines) + "\n")
-    assert verify(path)[2] == "line 3: chain broken (a line removed or reordered)"
-
-
-def test_cli_audit_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = _log(tmp_path)
-    assert main(["audit", "verify", "--file", str(path)]) == 0
-    assert capsys.readouterr().out.startswith("audit log intact: 5 entries")
-    path.write_text(path.read_text().replace('"b3"', '"bX"'))
-    assert main(["audit", "verify", "--file", str(path)]) == 6
-    assert "BROKEN at line 4" in capsys.readouterr().out
+    path.write_text("\n".join(lines[:2]) + "\n")  # the tampered tail cut off
+    assert main(["audit", "verify"]) == 6
+    assert "lines were cut off the end" in capsys.readouterr().out

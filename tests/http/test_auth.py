@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pgkeep.config import Settings
 from pgkeep.http.app import create_app
-from tests.conftest import SECRET
+from tests.conftest import SECRET, SIGNING_KEY
 
 pytestmark = pytest.mark.anyio
 
@@ -125,7 +125,7 @@ async def test_rs256_public_key_and_key_confusion(
     make_settings: Callable[..., Settings], rsa_key: rsa.RSAPrivateKey
 ) -> None:
     pem = _public_pem(rsa_key)
-    settings = make_settings(jwt_secret=None, jwt_public_key=pem)
+    settings = make_settings(jwt_secret=None, jwt_public_key=pem, signing_key=SIGNING_KEY)
     good = jwt.encode(_claims(), rsa_key, "RS256")
     assert (await _status(settings, _bearer(good))).status_code == 200
     # The classic confusion: HS256 signed with the public key's PEM as the HMAC secret.
@@ -176,7 +176,9 @@ async def test_es256_through_a_real_jwks_endpoint(
     jwks_server: tuple[str, ec.EllipticCurvePrivateKey],
 ) -> None:
     url, key = jwks_server
-    settings = make_settings(jwt_secret=None, jwt_jwks_url=url, jwt_algorithms="ES256")
+    settings = make_settings(
+        jwt_secret=None, jwt_jwks_url=url, jwt_algorithms="ES256", signing_key=SIGNING_KEY
+    )
     good = jwt.encode(_claims(), key, "ES256", headers={"kid": "k1"})
     stranger = jwt.encode(
         _claims(), ec.generate_private_key(ec.SECP256R1()), "ES256", headers={"kid": "k1"}
@@ -185,3 +187,51 @@ async def test_es256_through_a_real_jwks_endpoint(
     assert (await _status(settings, _bearer(good))).status_code == 200
     assert (await _status(settings, _bearer(stranger))).status_code == 401
     assert (await _status(settings, _bearer(unknown_kid))).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("claims", "accepted"),
+    [
+        ({}, True),
+        ({"exp": str(int((datetime.now(UTC) + timedelta(hours=1)).timestamp()))}, False),
+        ({"exp": True}, False),
+        ({"exp": None}, False),
+        ({"nbf": "0"}, False),
+        ({"iat": [1]}, False),
+        ({"exp": datetime(9999, 1, 1, tzinfo=UTC)}, True),  # no lifetime limit by default
+    ],
+)
+async def test_time_claims_must_be_numbers(
+    settings: Settings, claims: dict[str, Any], accepted: bool
+) -> None:
+    token = jwt.encode(_claims(**claims), SECRET, "HS256")
+    response = await _status(settings, _bearer(token))
+    assert (response.status_code == 200) is accepted, response.text
+
+
+async def test_max_lifetime_refuses_long_lived_tokens(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(jwt_max_lifetime="1d")
+    now = datetime.now(UTC)
+    cases = [
+        (_claims(exp=now + timedelta(hours=20)), 200),
+        (_claims(exp=now + timedelta(days=2)), 401),
+        (_claims(exp=datetime(9999, 1, 1, tzinfo=UTC)), 401),
+        (_claims(iat=now - timedelta(days=3), exp=now + timedelta(hours=1)), 401),
+        (_claims(iat=now, exp=now + timedelta(hours=23)), 200),
+    ]
+    for claims, status in cases:
+        response = await _status(settings, _bearer(jwt.encode(claims, SECRET, "HS256")))
+        assert response.status_code == status, (claims, response.text)
+        if status == 401:
+            assert "PGKEEP_JWT_MAX_LIFETIME" in response.json()["details"]
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+async def test_bearer_scheme_any_case_and_no_other(settings: Settings, scheme: str) -> None:
+    token = jwt.encode(_claims(), SECRET, "HS256")
+    assert (await _status(settings, {"Authorization": f"{scheme} {token}"})).status_code == 200
+    for other in ("Basic", "Token", "JWT", "Bearer:"):
+        response = await _status(settings, {"Authorization": f"{other} {token}"})
+        assert response.status_code == 401, other

@@ -170,7 +170,8 @@ async def test_download_ticket_single_use_bound_and_expiring(
         link = await api.post(f"/api/backup/download-link/{first}", headers=auth)
         assert link.status_code == 200
         body = link.json()
-        assert body["url"].startswith(f"/api/backup/download/{first}?ticket=")
+        assert body["url"].startswith(f"/api/backup/download/{first}?target=db_")
+        assert "&ticket=" in body["url"]
         assert body["expiresAt"] == "1970-01-12T13:47:40.000Z"
         ticket = body["url"].split("ticket=")[1]
         wrong_file = await api.get(f"/api/backup/download/{other}?ticket={ticket}")
@@ -190,7 +191,7 @@ async def test_download_ticket_single_use_bound_and_expiring(
         assert no_auth.status_code == 401
     lines = [r.getMessage() for r in caplog.records if r.name != "httpx"]
     assert not any(ticket in line for line in lines)
-    assert any("?ticket=[REDACTED]" in line for line in lines)
+    assert any("&ticket=[REDACTED]" in line for line in lines)
 
 
 async def test_restart_marks_interrupted_jobs_failed(
@@ -217,8 +218,12 @@ async def test_restart_marks_interrupted_jobs_failed(
     }
     (backup_dir / "pgkeep-jobs.json").write_text(json.dumps([record]))
     (backup_dir / "backup-2024-01-01T00-00-00.sql.partial").write_text("half")
-    transport = httpx.ASGITransport(app=create_app(make_settings()))
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
+    app = create_app(make_settings())
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as api,
+    ):
         job = (await api.get("/api/backup/jobs/abc123", headers=auth)).json()["job"]
     assert job["status"] == "failed"
     assert job["error"] == "interrupted by a restart of pgkeep"

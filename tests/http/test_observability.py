@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,10 +19,13 @@ pytestmark = pytest.mark.anyio
 
 
 def _samples(text: str) -> dict[str, float]:
+    """Samples by name and labels; the `target` label (one target here) left out of the key."""
     values = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            assert family.name == "pgkeep_jobs_running" or "target" in sample.labels
+            shown = {k: v for k, v in sample.labels.items() if k != "target"}
+            labels = ",".join(f"{k}={v}" for k, v in sorted(shown.items()))
             values[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
     return values
 
@@ -86,7 +90,9 @@ async def test_readyz_turns_503_when_the_database_stops_and_200_when_it_returns(
     own.start()
     try:
         settings = make_settings(database_url=own.url(), pg_bin_dir=own.bin_dir)
-        transport = httpx.ASGITransport(app=create_app(settings))
+        app = create_app(settings)
+        app.state.runtime.service().ready_ttl = 0  # no cache: each call checks again
+        transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
             ready = await api.get("/readyz")
             assert ready.status_code == 200, ready.text
@@ -126,6 +132,37 @@ async def test_disk_preflight_refuses_with_507_and_writes_nothing(
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
         response = await api.post("/api/backup/create", headers=auth)
     assert response.status_code == 507
-    assert response.json()["error"].startswith("not enough free space to back up database")
+    assert response.json()["error"].startswith("not enough free space to back up 'db_")
     assert "PGKEEP_MIN_FREE_BYTES" in response.json()["error"]
     assert backup_files(backup_dir) == []
+
+
+async def test_readyz_shows_details_only_to_owners_or_the_metrics_token(
+    make_settings: Callable[..., Settings], auth: dict[str, str], cluster: ThrowawayCluster
+) -> None:
+    settings = make_settings(metrics_token="m" * 40)
+    transport = httpx.ASGITransport(app=create_app(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
+        anonymous = (await api.get("/readyz")).json()
+        forged = (await api.get("/readyz", headers={"Authorization": "Bearer x.y.z"})).json()
+        owner = (await api.get("/readyz", headers=auth)).json()
+        scraper = (await api.get("/readyz", headers={"Authorization": "Bearer " + "m" * 40})).json()
+    for body in (anonymous, forged):
+        assert all(set(c) == {"name", "ok"} for c in body["checks"])
+        text = str(body)
+        for leak in ("PostgreSQL", "pg_dump", "bytes free", str(cluster.port), "/"):
+            assert leak not in text, leak
+    for body in (owner, scraper):
+        database = next(c for c in body["checks"] if c["name"] == "database")
+        assert "pg_dump" in database["details"]
+
+
+async def test_readyz_under_load_never_reports_false_failures(
+    make_settings: Callable[..., Settings], backup_dir: Path
+) -> None:
+    """100 parallel calls once gave a third false 503s: probes shared one file name."""
+    transport = httpx.ASGITransport(app=create_app(make_settings()))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
+        responses = await asyncio.gather(*(api.get("/readyz") for _ in range(100)))
+    assert [r.status_code for r in responses] == [200] * 100
+    assert not [p for p in backup_dir.iterdir() if "probe" in p.name]

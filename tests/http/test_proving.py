@@ -110,7 +110,7 @@ async def test_verify_a_good_backup_and_record_it(
     body = response.json()
     assert body["success"] is True
     assert body["verified"] is True
-    assert [c["name"] for c in body["checks"]] == ["sha256", "readable"]
+    assert [c["name"] for c in body["checks"]] == ["manifest", "sha256", "readable"]
     assert all(c["ok"] for c in body["checks"])
     listed = (await api.get("/api/backup/list", headers=auth)).json()["backups"][0]
     assert listed["verifiedAt"] == body["verifiedAt"]
@@ -137,8 +137,9 @@ async def test_verify_with_test_restore(
         ({}, _flip, {"sha256"}),
         ({"compression": "gzip"}, _flip, {"sha256", "readable"}),
         ({"compression": "zstd"}, _truncate, {"sha256", "readable"}),
-        ({"format": "custom"}, _truncate, {"sha256", "archive"}),
-        ({"format": "custom", "compression": "gzip"}, _flip, {"sha256", "archive"}),
+        # pg_restore never reads an archive whose checksum is wrong: no archive check.
+        ({"format": "custom"}, _truncate, {"sha256"}),
+        ({"format": "custom", "compression": "gzip"}, _flip, {"sha256"}),
     ],
 )
 async def test_damaged_backups_fail_verify_and_are_refused_by_restore(
@@ -156,6 +157,7 @@ async def test_damaged_backups_fail_verify_and_are_refused_by_restore(
     verify = (await api.post(f"/api/backup/{name}/verify", headers=auth)).json()
     assert verify["verified"] is False
     assert {c["name"] for c in verify["checks"] if not c["ok"]} >= failed
+    assert "archive" not in {c["name"] for c in verify["checks"]}
     before = _databases(cluster)
     restore = await api.post(
         f"/api/backup/{name}/restore", headers=auth, json={"targetDatabase": "from_damaged"}
@@ -165,9 +167,10 @@ async def test_damaged_backups_fail_verify_and_are_refused_by_restore(
     assert _databases(cluster) == before
 
 
-async def test_restore_into_new_database_then_conflict_then_replace(
-    api: httpx.AsyncClient, auth: dict[str, str], cluster: ThrowawayCluster
+async def test_restore_into_new_database_then_conflict_then_replace_its_source(
+    api: httpx.AsyncClient, auth: dict[str, str], cluster: ThrowawayCluster, database: str
 ) -> None:
+    source = database.rsplit("/", 1)[1]
     name = (await _create(api, auth, format="custom"))["filename"]
     url = f"/api/backup/{name}/restore"
     first = await api.post(url, headers=auth, json={"targetDatabase": "shop_copy"})
@@ -184,19 +187,25 @@ async def test_restore_into_new_database_then_conflict_then_replace(
     try:
         again = await api.post(url, headers=auth, json={"targetDatabase": "shop_copy"})
         assert again.status_code == 409
-        unconfirmed = await api.post(
-            url, headers=auth, json={"targetDatabase": "shop_copy", "replace": True}
-        )
-        assert unconfirmed.status_code == 400
-        assert "confirm" in unconfirmed.json()["error"]
-        cluster.execute("DELETE FROM purchase", "shop_copy")
-        replaced = await api.post(
+        other = await api.post(
             url,
             headers=auth,
             json={"targetDatabase": "shop_copy", "replace": True, "confirm": "shop_copy"},
         )
+        assert other.status_code == 400  # not the backup's source, not allowed
+        assert "may only replace database" in other.json()["error"]
+        unconfirmed = await api.post(
+            url, headers=auth, json={"targetDatabase": source, "replace": True}
+        )
+        assert unconfirmed.status_code == 400
+        assert "confirmed" in unconfirmed.json()["error"]
+        assert "--confirm" in unconfirmed.json()["details"]
+        cluster.execute("DELETE FROM purchase", source)
+        replaced = await api.post(
+            url, headers=auth, json={"targetDatabase": source, "replace": True, "confirm": source}
+        )
         assert replaced.status_code == 200, replaced.text
-        with psycopg.connect(cluster.url("shop_copy")) as conn:
+        with psycopg.connect(cluster.url(source)) as conn:
             assert conn.execute("SELECT count(*) FROM purchase").fetchone() == (5000,)
     finally:
         cluster.execute("DROP DATABASE IF EXISTS shop_copy WITH (FORCE)")
@@ -222,7 +231,10 @@ async def test_failed_restore_leaves_no_database(
     assert _databases(cluster) == before
 
 
-@pytest.mark.parametrize("target", ["", "bad name", "a;drop", "template1", "x" * 64, "1abc"])
+@pytest.mark.parametrize(
+    "target",
+    ["", "bad name", "a;drop", "template1", "x" * 64, "1abc", "postgres", "pgkeep_verify_x", "db٣"],
+)
 async def test_restore_refuses_bad_target_names(
     api: httpx.AsyncClient, auth: dict[str, str], target: str
 ) -> None:
@@ -233,7 +245,7 @@ async def test_restore_refuses_bad_target_names(
     assert response.status_code == 400
     body = response.json()
     # Length is checked by the request schema, the rest by pgkeep; both name the field.
-    assert "invalid target database name" in body["error"] or "targetDatabase" in body["details"]
+    assert "cannot restore into database" in body["error"] or "targetDatabase" in body["details"]
 
 
 async def test_restore_needs_a_target(api: httpx.AsyncClient, auth: dict[str, str]) -> None:
@@ -256,14 +268,18 @@ async def test_backup_without_manifest_lists_and_cannot_verify(
     assert listed[copy]["hasManifest"] is False
     assert listed[copy]["sha256"] is None
     assert listed[name]["hasManifest"] is True
+    assert (listed[copy]["signed"], listed[copy]["trust"]) == (False, "no manifest")
     verify = (await api.post(f"/api/backup/{copy}/verify", headers=auth)).json()
     assert verify["verified"] is False
-    assert verify["checks"][0] == {
-        "name": "sha256",
-        "ok": False,
-        "details": "no manifest: nothing to compare with",
-    }
-    assert verify["checks"][1]["ok"] is True
+    assert verify["checks"][:2] == [
+        {
+            "name": "manifest",
+            "ok": False,
+            "details": "no manifest: never restored or test-restored",
+        },
+        {"name": "sha256", "ok": False, "details": "nothing to compare with: no manifest"},
+    ]
+    assert verify["checks"][2]["ok"] is True
 
 
 @pytest.mark.parametrize("action", ["verify", "restore"])

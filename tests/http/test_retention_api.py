@@ -11,25 +11,21 @@ import pytest
 
 from pgkeep.config import Settings
 from pgkeep.http.app import create_app
-from tests.conftest import backup_files
+from tests.conftest import backup_files, plant_backup
 
 pytestmark = pytest.mark.anyio
 
 
-def _plant(directory: Path, days: float) -> str:
-    at = datetime.now(UTC) - timedelta(days=days)
-    name = f"backup-{at:%Y-%m-%dT%H-%M-%S}.sql"
-    (directory / name).write_text("-- planted")
-    return name
+def _plant(settings: Settings, days: float) -> str:
+    return plant_backup(settings, datetime.now(UTC).replace(microsecond=0) - timedelta(days=days))
 
 
 async def test_preview_equals_the_real_run_and_pins_hold(
     make_settings: Callable[..., Settings], auth: dict[str, str], backup_dir: Path
 ) -> None:
-    backup_dir.mkdir()
-    old = [_plant(backup_dir, d) for d in (40, 41, 42, 43)]
-    young = _plant(backup_dir, 2)
     settings = make_settings(retention_keep_last=3)
+    old = [_plant(settings, d) for d in (40, 41, 42, 43)]
+    young = _plant(settings, 2)
     transport = httpx.ASGITransport(app=create_app(settings))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
         pin = await api.post(f"/api/backup/{old[3]}/pin", headers=auth)
@@ -46,8 +42,13 @@ async def test_preview_equals_the_real_run_and_pins_hold(
         assert to_delete == {old[2]}
         reasons = {row["filename"]: row["reasons"] for row in preview["keep"]}
         assert reasons[old[3]] == ["pinned"]
-        assert reasons[young] == ["within 30 days", "among the last 3"]
-        assert sorted(backup_files(backup_dir)) == sorted([*old, young, old[3] + ".pin"])  # no-op
+        assert reasons[young] == [
+            "within 30 days",
+            "among the last 3",
+            "among the newest 1 good (floor)",
+        ]
+        files = {n for n in backup_files(backup_dir) if not n.endswith(".json")}
+        assert files == {*old, young, old[3] + ".pin"}  # the preview deleted nothing
 
         created = (await api.post("/api/backup/create", headers=auth)).json()["filename"]
         remaining = {n for n in backup_files(backup_dir) if not n.endswith((".json", ".pin"))}
@@ -64,15 +65,15 @@ async def test_preview_equals_the_real_run_and_pins_hold(
 async def test_preview_then_run_delete_the_same(
     make_settings: Callable[..., Settings], auth: dict[str, str], backup_dir: Path
 ) -> None:
-    backup_dir.mkdir()
+    settings = make_settings()
     for days in (31, 35, 60, 29, 10):
-        _plant(backup_dir, days)
-    transport = httpx.ASGITransport(app=create_app(make_settings()))
+        _plant(settings, days)
+    transport = httpx.ASGITransport(app=create_app(settings))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
         created = (await api.post("/api/backup/create", headers=auth)).json()["filename"]
         # Plant the same shape again and compare the preview with the next run's deletions.
         for days in (32, 33):
-            _plant(backup_dir, days)
+            _plant(settings, days)
         preview = (await api.get("/api/backup/retention/preview", headers=auth)).json()
         predicted = {row["filename"] for row in preview["delete"]}
         before = set(backup_files(backup_dir))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,15 +12,21 @@ import pytest
 from pgkeep.core.ports import Storage
 from pgkeep.errors import Conflict, NotFound, StorageError
 from pgkeep.storage import LocalStorage, MemoryStorage
+from pgkeep.storage.s3 import S3Storage
+from pgkeep.storage.seaweed import ThrowawayS3
 
 NAME = "backup-2024-12-09T10-30-45.sql"
 Factory = Callable[[Path], Storage]
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "memory", "s3"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
     if request.param == "local":
         return LocalStorage(tmp_path / "store")
+    if request.param == "s3":
+        server: ThrowawayS3 = request.getfixturevalue("s3_server")
+        prefix = "contract/" + secrets.token_hex(4)
+        return S3Storage(server.client(), "pgkeep-tests", prefix, endpoint=server.endpoint)
     return MemoryStorage()
 
 
@@ -94,3 +102,56 @@ def test_storage_missing_object_is_not_found(storage: Storage) -> None:
 def test_storage_errors_are_pgkeep_errors(storage: Storage) -> None:
     assert issubclass(NotFound, Exception)
     assert not issubclass(StorageError, OSError)
+
+
+def test_storage_lists_with_tags_that_change_with_the_bytes(storage: Storage) -> None:
+    storage.put("pgkeep-notes", b"one")
+    [first] = storage.list()
+    storage.put("pgkeep-notes", b"two")
+    [second] = storage.list()
+    assert first.etag
+    assert first.etag != second.etag
+    handle = storage.open_read("pgkeep-notes")
+    assert handle.etag == second.etag
+    handle.close()
+
+
+def test_storage_put_replaces_and_concurrent_puts_all_succeed(storage: Storage) -> None:
+    errors: list[BaseException] = []
+
+    def put(i: int) -> None:
+        try:
+            storage.put(NAME + ".pin", str(i).encode())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert [o.name for o in storage.list()] == [NAME + ".pin"]
+
+
+def test_storage_check_and_features(storage: Storage) -> None:
+    assert storage.check()
+    assert storage.list() == []  # the probe is gone
+    assert (storage.free_bytes() is not None) == storage.features.free_space
+    assert storage.where
+
+
+def test_storage_large_object_streams_through_parts(storage: Storage) -> None:
+    data = bytes(range(256)) * (40 * 1024 * 1024 // 256 + 7)  # 40 MiB and a bit: 3 parts on S3
+    with storage.open_write(NAME) as writer:
+        for start in range(0, len(data), 1 << 20):
+            writer.write(data[start : start + (1 << 20)])
+        writer.commit()
+    handle = storage.open_read(NAME)
+    try:
+        assert handle.info.size_bytes == len(data)
+        assert b"".join(handle.iter_range(0, len(data))) == data
+        assert handle.read(len(data) - 10, 10) == data[-10:]
+        assert handle.read(5, 3) == data[5:8]  # not sequential: a new range
+    finally:
+        handle.close()

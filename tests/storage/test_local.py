@@ -9,10 +9,16 @@ import os
 import random
 import stat
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from pgkeep.core.catalog import Catalog
+from pgkeep.core.events import Events
+from pgkeep.core.manifests import ManifestStore
+from pgkeep.core.retention import RetentionPolicy
+from pgkeep.core.signing import Signer
 from pgkeep.errors import ConfigError, InvalidInput, NotFound, StorageError
 from pgkeep.storage import LocalStorage
 
@@ -75,7 +81,7 @@ def test_local_unwritable_directory_is_refused(tmp_path: Path) -> None:
 def test_local_disk_full_raises_and_leaves_no_partial(tmp_path: Path) -> None:
     mount = tmp_path / "tiny"
     mount.mkdir()
-    if os.system(f"mount -t tmpfs -o size=256k tmpfs {mount} 2>/dev/null") != 0:  # noqa: S605
+    if os.system(f"mount -t tmpfs -o size=256k,mode=0700 tmpfs {mount} 2>/dev/null") != 0:  # noqa: S605
         pytest.skip("this sandbox does not allow mounting tmpfs")
     try:
         storage = LocalStorage(mount)
@@ -178,15 +184,12 @@ def test_local_version_is_withheld_while_the_directory_is_fresh(tmp_path: Path) 
     assert storage.version() != token
 
 
-def test_service_list_cache_sees_every_change(tmp_path: Path) -> None:
-    from pgkeep.core.service import BackupService
-
-    class NoDumper:
-        target = "db"
-
+def test_catalog_list_cache_sees_every_change(tmp_path: Path) -> None:
     directory = tmp_path / "b"
     storage = LocalStorage(directory)
-    service = BackupService(storage, NoDumper())  # type: ignore[arg-type]
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+    manifests = ManifestStore(storage, Signer(b"s" * 32))
+    service = Catalog("db", "db", storage, manifests, Events(clock), RetentionPolicy(), clock)
     (directory / NAME).write_text("x")
 
     def age() -> None:

@@ -10,10 +10,13 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import pyrage
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from pgkeep.core import encryption
 from pgkeep.postgres.cluster import ThrowawayCluster
+from tests.conftest import SECRET
 from tests.test_serve_process import _token, serving, slow_server_env
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -98,7 +101,7 @@ def test_console_full_flow(
 
     page.get_by_role("button", name=f"Verify {name}").click()
     page.locator("#backups .badge.ok", has_text="verified").wait_for()
-    assert "verified: sha256, readable ok" in message.inner_text()
+    assert "verified: manifest, sha256, readable ok" in message.inner_text()
 
     # Restore after typing the target database's name.
     page.once("dialog", lambda d: d.accept("console_copy"))
@@ -149,3 +152,59 @@ def test_console_keyboard_sign_in(browser: Browser, console: str) -> None:
     page.get_by_role("heading", name="Backups").wait_for()
     page.get_by_role("button", name="Sign out").click()
     page.get_by_label("API token (OWNER)").wait_for()
+
+
+def test_console_says_why_a_token_was_refused(browser: Browser, console: str) -> None:
+    """Every `make run` restart makes an open tab's token stale; the form says so."""
+    page = browser.new_page(base_url=console)
+    page.goto("/")
+    page.get_by_label("API token (OWNER)").fill(_token() + "x")  # a signature that fails
+    page.get_by_role("button", name="Sign in").click()
+    alert = page.locator("#login-error")
+    alert.get_by_text("the server refused the token").wait_for()
+    assert "invalid token" in alert.inner_text()
+    assert "Paste a new one" in alert.inner_text()
+    assert page.evaluate("document.activeElement.id") == "token"
+    _shot(page, "7-refused-token")
+
+
+def test_console_with_several_targets(
+    browser: Browser, database: str, cluster: ThrowawayCluster, tmp_path: Path
+) -> None:
+    config = tmp_path / "pgkeep.toml"
+    recipient = str(pyrage.x25519.Identity.generate().to_public())
+    config.write_text(
+        f'backup_dir = "{tmp_path / "store"}"\npg_bin_dir = "{cluster.bin_dir}"\n'
+        f'[targets.shop]\ndatabase_url = "{database}"\n'
+        f'[targets.crm]\ndatabase_url = "{database}"\nschedule = "0 3 * * *"\n'
+        f'age_recipients = ["{recipient}"]\n'  # crm's backups only are encrypted
+    )
+    env = {"PGKEEP_CONFIG": str(config), "PGKEEP_JWT_SECRET": SECRET}
+    with serving(env, tmp_path / "server.log") as base:
+        page = browser.new_page(base_url=base)
+        page.goto("/")
+        page.get_by_label("API token (OWNER)").fill(_token())
+        page.get_by_role("button", name="Sign in").click()
+        overview = page.locator("#targets tbody tr")
+        overview.first.wait_for()
+        assert sorted(overview.evaluate_all("rows => rows.map(r => r.dataset.target)")) == [
+            "crm",
+            "shop",
+        ]
+        crm = page.locator('#targets tr[data-target="crm"]')
+        assert "reachable" in crm.inner_text()
+        assert "not scheduled" not in crm.inner_text()  # crm has a schedule: its next run
+        page.get_by_label("Show backups of").select_option("crm")
+        page.get_by_role("button", name="Create backup").click()
+        page.locator('#backups tbody tr[data-target="crm"]').wait_for(timeout=60_000)
+        page.get_by_label("Show backups of").select_option("shop")
+        page.get_by_text("No backups yet").wait_for()
+        page.get_by_label("Show backups of").select_option("*")
+        row = page.locator("#backups tbody tr")
+        row.first.wait_for()
+        assert row.count() == 1
+        assert row.first.get_attribute("data-target") == "crm"
+        lock = row.first.get_by_text("encrypted", exact=True)
+        assert lock.get_attribute("title") == f"age, to {encryption.fingerprint(recipient)}"
+        assert "crm" in page.locator("#targets tr[data-target='crm']").inner_text()
+        _shot(page, "8-targets")

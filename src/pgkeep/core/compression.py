@@ -17,6 +17,12 @@ from pgkeep.core.models import Compression
 from pgkeep.errors import Corrupt
 
 _GZIP_WBITS = 31  # zlib's gzip container
+# Decompressed output is handed on in pieces: gzip's at most OUT_LIMIT bytes each; zstd
+# (no output limit in its streaming API) is fed ZSTD_SLICE bytes at a time, so a piece
+# is at most the compression ratio times that (a pgbench dump, ~115:1, gives ~2 MiB
+# where a whole 1 MiB input chunk gave 92 MiB).
+OUT_LIMIT = 1024 * 1024
+ZSTD_SLICE = 16 * 1024
 ZSTD_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
@@ -29,6 +35,10 @@ class Codec(Protocol):
 class _Identity:
     def process(self, chunk: bytes) -> bytes:
         return chunk
+
+    def pieces(self, chunk: bytes) -> Iterator[bytes]:
+        if chunk:
+            yield chunk
 
     def finish(self) -> bytes:
         return b""
@@ -70,6 +80,22 @@ class _GzipDecompress:
         except zlib.error as exc:
             raise Corrupt(f"gzip data is damaged: {exc}") from None
 
+    def pieces(self, chunk: bytes) -> Iterator[bytes]:
+        """`process`, in pieces of at most OUT_LIMIT bytes."""
+        data = chunk
+        while data:
+            if self._obj.eof:
+                raise Corrupt("unexpected data after the end of the gzip stream")
+            try:
+                out = self._obj.decompress(data, OUT_LIMIT)
+            except zlib.error as exc:
+                raise Corrupt(f"gzip data is damaged: {exc}") from None
+            if out:
+                yield out
+            data = self._obj.unconsumed_tail
+            if self._obj.eof and self._obj.unused_data:
+                raise Corrupt("unexpected data after the end of the gzip stream")
+
     def finish(self) -> bytes:
         if not self._obj.eof:
             raise Corrupt("gzip data is truncated")
@@ -97,6 +123,13 @@ class _ZstdDecompress:
             raise Corrupt("unexpected data after the end of the zstd frame")
         return out
 
+    def pieces(self, chunk: bytes) -> Iterator[bytes]:
+        """`process`, fed ZSTD_SLICE bytes at a time."""
+        view = memoryview(chunk)
+        for start in range(0, len(view), ZSTD_SLICE):
+            if out := self.process(bytes(view[start : start + ZSTD_SLICE])):
+                yield out
+
     def finish(self) -> bytes:
         if not self._done:
             raise Corrupt("zstd data is truncated")
@@ -111,12 +144,24 @@ def compressor(compression: Compression, level: int) -> Codec:
     return _Identity()
 
 
-def decompressor(compression: Compression) -> Codec:
+def decompressor(compression: Compression) -> Decompressor:
     if compression is Compression.GZIP:
         return _GzipDecompress()
     if compression is Compression.ZSTD:
         return _ZstdDecompress()
     return _Identity()
+
+
+class Decompressor(Codec, Protocol):
+    def pieces(self, chunk: bytes) -> Iterator[bytes]: ...
+
+
+def decompress(chunks: Iterable[bytes], compression: Compression) -> Iterator[bytes]:
+    """The decompressed stream, in bounded pieces; Corrupt if damaged or truncated."""
+    codec = decompressor(compression)
+    for chunk in chunks:
+        yield from codec.pieces(chunk)
+    codec.finish()
 
 
 def transform(codec: Codec, chunks: Iterable[bytes]) -> Iterator[bytes]:

@@ -1,33 +1,42 @@
-"""Jobs: long work (create, verify, restore) run on a thread, watched and cancellable.
+"""Jobs: long work (create, verify, restore) run on threads, bounded, watched and cancellable.
 
-A job outlives the request that started it. Its `Control` is what the work
-reports progress to and what cancellation goes through: adapters register a
-callback (kill pg_dump) so that a cancel lands even while the tool is blocked.
-Job records are kept in storage so a restart can mark interrupted ones failed.
+A job outlives the request that started it. Work runs in pools: a pool has a
+number of slots and a bounded queue, so a flood of requests waits its turn or
+is refused with Busy (429) instead of starting hundreds of threads and test
+restores. A job may be exclusive per key (one create per target): a second one
+is refused with Conflict naming the first. Records are kept in storage, for a
+set time, so a restart can mark interrupted jobs failed and answer for old ones.
+
+With a Coordination (instances sharing a control database) the same state machine
+asks it for slots, records every change in it, and answers for other instances'
+jobs from it; a lease keeps each running job ours (core/leases.py renews them).
+
+Over 300 lines: submit, the wait for a slot, the run and the finish are one state
+machine under one lock; split apart, each part would need the others' state.
 """
 
 from __future__ import annotations
 
+import builtins
 import contextvars
-import json
 import logging
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
-from pgkeep import formats
-from pgkeep.core.ports import Storage
-from pgkeep.errors import Cancelled, Conflict, NotFound, PgkeepError
+from pgkeep.core.control import Control, Progress
+from pgkeep.core.events import Actor, Event, Events
+from pgkeep.errors import Busy, Cancelled, Conflict, NotFound, PgkeepError
 
 logger = logging.getLogger(__name__)
 
-JOBS_OBJECT = "pgkeep-jobs.json"
-KEEP_FINISHED = 100
+MAX_RECORDS = 10_000
+POLL_SECONDS = 0.25  # how often another instance's job, or a shared slot, is looked at
 
 
 class JobKind(StrEnum):
@@ -49,15 +58,6 @@ class JobStatus(StrEnum):
 
 
 @dataclass(frozen=True)
-class Progress:
-    bytes_written: int = 0
-    tables_done: int = 0
-    tables_total: int | None = None
-    percent: float | None = None
-    eta_seconds: float | None = None
-
-
-@dataclass(frozen=True)
 class Job:
     id: str
     kind: JobKind
@@ -70,53 +70,84 @@ class Job:
     error: str | None = None
     details: str = ""
     result: Any = None
+    target: str = ""
 
 
-class Control:
-    """Handed to running work: report progress, learn of and react to cancellation."""
+@dataclass(frozen=True)
+class Pool:
+    """Where jobs of some kinds run: `slots` at once, at most `queue` more waiting (None: any)."""
 
-    def __init__(self, on_change: Callable[[], None]) -> None:
-        self.cancelled = threading.Event()
-        self._callbacks: list[Callable[[], None]] = []
-        self._lock = threading.Lock()
-        self._on_change = on_change
-        self.progress = Progress()
-        self.filename: str | None = None
-        self._started = time.monotonic()
-        self.expected_bytes: int | None = None
+    name: str
+    slots: int
+    queue: int | None = None
 
-    def on_cancel(self, callback: Callable[[], None]) -> None:
-        with self._lock:
-            self._callbacks.append(callback)
-            run_now = self.cancelled.is_set()
-        if run_now:
-            callback()
 
-    def cancel(self) -> None:
-        self.cancelled.set()
-        with self._lock:
-            callbacks = list(self._callbacks)
-        for callback in callbacks:
-            callback()
+class JobRecords(Protocol):
+    """Where job records are kept between restarts."""
 
-    def check(self) -> None:
-        if self.cancelled.is_set():
-            raise Cancelled("the job was cancelled")
+    def load(self) -> list[Job]: ...
 
-    def report(self, **changes: Any) -> None:
-        progress = replace(self.progress, **changes)
-        if self.expected_bytes:
-            done = progress.bytes_written / self.expected_bytes
-            percent = min(99.0, round(done * 100, 1))
-            elapsed = time.monotonic() - self._started
-            eta = elapsed * (100 - percent) / percent if percent > 0 else None
-            progress = replace(progress, percent=percent, eta_seconds=eta and round(eta, 1))
-        self.progress = progress
-        self._on_change()
+    def save(self, jobs: list[Job]) -> None: ...
 
-    def name(self, filename: str) -> None:
-        self.filename = filename
-        self._on_change()
+
+class Coordination(Protocol):
+    """Jobs shared by every instance of one control database (PgCoordination): the records,
+    one job per exclusive key, each pool's slots and queue counted across instances,
+    leases on running work, and cancel requests from any instance."""
+
+    instance: str
+    lease_seconds: float
+
+    @property
+    def where(self) -> str:
+        """The control database, for messages (host:port/dbname)."""
+        ...
+
+    def control_id(self) -> str:
+        """The control database's own id (the store's marker names it)."""
+        ...
+
+    def begin(self, job: Job, pool: Pool, exclusive_key: str | None) -> bool:
+        """Record a new job (owned here): True when a slot was free, so it runs now (else
+        queued). Conflict naming the job that holds `exclusive_key`; Busy past the queue."""
+        ...
+
+    def take_slot(self, job_id: str, pool: Pool) -> bool:
+        """A queued job of this instance: start it, if it is first in line and a slot is free."""
+        ...
+
+    def save(self, job: Job) -> None: ...
+
+    def heartbeat(self, jobs: list[Job]) -> dict[str, bool]:
+        """Renew the leases of this instance's unfinished jobs (and publish their progress):
+        for each still ours, whether a cancel was requested. One missing lost its lease."""
+        ...
+
+    def get(self, job_id: str) -> Job | None: ...
+
+    def recent(self, limit: int) -> list[Job]: ...
+
+    def request_cancel(self, job_id: str) -> Job | None: ...
+
+    def reap(self) -> list[Job]:
+        """Mark failed the unfinished jobs whose lease lapsed ("instance X stopped")."""
+        ...
+
+    def live(self) -> list[Job]:
+        """Running jobs whose lease holds, on any instance."""
+        ...
+
+    def redeem_once(self, nonce: str, expires_at: datetime) -> bool:
+        """True the first time a download ticket's nonce is redeemed, on any instance."""
+        ...
+
+    def announce(self, target: str) -> None:
+        """Tell every instance that `target`'s backups changed."""
+        ...
+
+    def listen(self, on_change: Callable[[str], None], stop: threading.Event) -> None:
+        """Call `on_change(target)` for each announcement ("*": maybe any) until `stop`."""
+        ...
 
 
 Work = Callable[[Control], tuple[str | None, Any]]
@@ -125,20 +156,37 @@ Work = Callable[[Control], tuple[str | None, Any]]
 class JobRunner:
     """Runs jobs on threads and keeps their records (recent first) in memory and storage."""
 
-    def __init__(self, storage: Storage, clock: Callable[[], datetime]) -> None:
-        self._storage = storage
+    def __init__(
+        self,
+        records: JobRecords,
+        clock: Callable[[], datetime],
+        *,
+        keep_for: timedelta = timedelta(days=7),
+        events: Events | None = None,
+        coordination: Coordination | None = None,
+    ) -> None:
+        self._records = records
+        self.coordination = coordination
         self._clock = clock
+        self._keep_for = keep_for
+        self._events = events
         self._jobs: dict[str, Job] = {}
         self._controls: dict[str, Control] = {}
+        self._pools: dict[str, Pool] = {}
+        self._waiting: dict[str, list[str]] = {}
+        self._running: dict[str, int] = {}
         # An RLock underneath: records are saved while it is held, so saves never
         # interleave and a finished job is on disk before a waiter wakes.
         self._changed = threading.Condition(threading.RLock())
         self._version = 0
 
     def recover(self) -> list[Job]:
-        """At start: load records; those left queued or running were interrupted."""
+        """At start: load records; those left queued or running were interrupted. Shared by
+        instances, only jobs whose lease lapsed were: another instance's work goes on."""
+        if self.coordination is not None:
+            return self.coordination.reap()
         interrupted = []
-        for job in _load(self._storage):
+        for job in self._records.load():
             if not job.status.finished:
                 job = replace(
                     job,
@@ -153,9 +201,9 @@ class JobRunner:
                     job.kind,
                     job.filename or "",
                 )
-            self._jobs[job.id] = job
-        if interrupted:
-            with self._changed:
+            self._jobs.setdefault(job.id, job)
+        with self._changed:
+            if self._prune() or interrupted:
                 self._save()
         return interrupted
 
@@ -164,55 +212,158 @@ class JobRunner:
         kind: JobKind,
         work: Work,
         *,
+        pool: Pool,
+        target: str = "",
         filename: str | None = None,
         created_by: str = "",
         exclusive: bool = False,
     ) -> Job:
+        """Queue `work`; Conflict if exclusive and one of its kind runs for the target,
+        Busy if the pool's queue is full."""
+        if self.coordination is not None:
+            return self._submit_shared(kind, work, pool, target, filename, created_by, exclusive)
         with self._changed:
             if exclusive:
-                running = [
-                    j for j in self._jobs.values() if j.kind is kind and not j.status.finished
-                ]
-                if running:
-                    raise Conflict(
-                        f"a {kind} job is already running: {running[0].id}",
-                        f"watch it at /api/backup/jobs/{running[0].id}",
-                    )
+                self._refuse_second(kind, target)
+            self._pools.setdefault(pool.name, pool)
+            waiting = self._waiting.setdefault(pool.name, [])
+            free = self._running.get(pool.name, 0) < pool.slots and not waiting
+            if not free and pool.queue is not None and len(waiting) >= pool.queue:
+                raise Busy(
+                    f"too many {kind} jobs already waiting ({len(waiting)} queued, "
+                    f"{pool.slots} running)",
+                    "try again later",
+                    retry_after=10,
+                )
+            status = JobStatus.RUNNING if free else JobStatus.QUEUED
             job = Job(
-                secrets.token_hex(8), kind, JobStatus.RUNNING, filename, self._clock(), created_by
+                secrets.token_hex(8),
+                kind,
+                status,
+                filename,
+                self._clock(),
+                created_by,
+                target=target,
             )
             control = Control(lambda: self._refresh(job.id))
             self._jobs[job.id] = job
             self._controls[job.id] = control
+            if free:
+                self._running[pool.name] = self._running.get(pool.name, 0) + 1
+            else:
+                waiting.append(job.id)
             self._save()
         # In a copy of the caller's context: the job's log lines keep its request id.
         context = contextvars.copy_context()
         threading.Thread(
-            target=context.run, args=(self._run, job.id, work, control), daemon=True
+            target=context.run,
+            args=(self._run, job.id, work, control, pool.name, free),
+            daemon=True,
         ).start()
         return job
 
+    def _submit_shared(
+        self,
+        kind: JobKind,
+        work: Work,
+        pool: Pool,
+        target: str,
+        filename: str | None,
+        created_by: str,
+        exclusive: bool,
+    ) -> Job:
+        """`submit` with the other instances: the control database decides slots and queue."""
+        assert self.coordination is not None  # noqa: S101 (the caller checked)
+        with self._changed:
+            if exclusive:
+                self._refuse_second(kind, target)
+        queued = Job(
+            secrets.token_hex(8),
+            kind,
+            JobStatus.QUEUED,
+            filename,
+            self._clock(),
+            created_by,
+            target=target,
+        )
+        free = self.coordination.begin(queued, pool, f"{kind}:{target}" if exclusive else None)
+        job = replace(queued, status=JobStatus.RUNNING) if free else queued
+        control = Control(lambda: self._refresh(job.id))
+        with self._changed:
+            self._pools.setdefault(pool.name, pool)
+            self._jobs[job.id] = job
+            self._controls[job.id] = control
+            if free:
+                self._running[pool.name] = self._running.get(pool.name, 0) + 1
+            self._touch()
+        context = contextvars.copy_context()
+        threading.Thread(
+            target=context.run,
+            args=(self._run, job.id, work, control, pool.name, free),
+            daemon=True,
+        ).start()
+        return job
+
+    def _refuse_second(self, kind: JobKind, target: str) -> None:
+        for j in self._jobs.values():
+            if j.kind is kind and j.target == target and not j.status.finished:
+                where = f" on instance {self.coordination.instance}" if self.coordination else ""
+                raise Conflict(
+                    f"a {kind} job is already running for {target!r}: {j.id}{where}",
+                    "wait for it to finish, then try again",
+                )
+
     def get(self, job_id: str) -> Job:
         with self._changed:
-            if job_id not in self._jobs:
-                raise NotFound(f"job {job_id[:32]!r} not found")
-            return self._jobs[job_id]
+            if job_id in self._jobs:
+                return self._jobs[job_id]
+        found = self.coordination.get(job_id) if self.coordination else None
+        if found is None:
+            raise NotFound(f"job {job_id[:32]!a} not found")
+        return found
 
     def list(self) -> list[Job]:
         with self._changed:
-            return sorted(self._jobs.values(), key=lambda j: j.started_at, reverse=True)
+            jobs = dict(self._jobs)
+        if self.coordination is not None:
+            for job in self.coordination.recent(MAX_RECORDS):
+                jobs.setdefault(job.id, job)
+        return sorted(jobs.values(), key=lambda j: j.started_at, reverse=True)
 
-    def cancel(self, job_id: str) -> Job:
+    def cancel(self, job_id: str, actor: Actor | None = None) -> Job:
         job = self.get(job_id)
         control = self._controls.get(job_id)
-        if job.status.finished or control is None:
+        if job.status.finished:
             raise Conflict(f"job {job_id!r} has already finished ({job.status})")
+        if control is None:
+            return self._cancel_elsewhere(job, actor)
         control.cancel()
+        with self._changed:
+            self._changed.notify_all()  # a queued job learns of it at once
+        if self._events is not None and actor is not None:
+            self._events.emit(
+                Event("cancel-job", "succeeded", job.target, self._clock(), actor, job.filename)
+            )
         return self.wait(job_id, timeout=30)
+
+    def _cancel_elsewhere(self, job: Job, actor: Actor | None) -> Job:
+        """Another instance's job: ask it through the control database, then wait."""
+        assert self.coordination is not None  # noqa: S101 (only shared jobs are elsewhere)
+        if self.coordination.request_cancel(job.id) is None:
+            raise Conflict(f"job {job.id!r} has already finished")
+        if self._events is not None and actor is not None:
+            self._events.emit(
+                Event("cancel-job", "succeeded", job.target, self._clock(), actor, job.filename)
+            )
+        return self.wait(job.id, timeout=30)
 
     def wait(self, job_id: str, timeout: float | None = None, after: int = -1) -> Job:
         """Block until the job finishes (or, with `after`, until any change past that version)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            mine = job_id in self._jobs
+        if not mine:
+            return self._wait_elsewhere(job_id, deadline, after)
         with self._changed:
             while True:
                 job = self._jobs[job_id]
@@ -223,22 +374,86 @@ class JobRunner:
                     return job
                 self._changed.wait(remaining)
 
+    def _wait_elsewhere(self, job_id: str, deadline: float | None, after: int) -> Job:
+        """Poll the control database for another instance's job."""
+        while True:
+            job = self.get(job_id)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if job.status.finished or after >= 0 or (remaining is not None and remaining <= 0):
+                return job
+            time.sleep(min(POLL_SECONDS, remaining) if remaining is not None else POLL_SECONDS)
+
     @property
     def version(self) -> int:
         return self._version
 
-    def _run(self, job_id: str, work: Work, control: Control) -> None:
+    def own_unfinished(self) -> builtins.list[Job]:
+        """This instance's jobs not finished yet (their leases are renewed)."""
+        with self._changed:
+            return [j for j in self._jobs.values() if not j.status.finished]
+
+    def stop_jobs(self, job_ids: builtins.list[str], reason: str) -> None:
+        """Stop this instance's jobs: queued ones do not start, running ones are cancelled
+        (their pg_dump stopped, their upload abandoned), each recording `reason`."""
+        with self._changed:
+            controls = [self._controls[i] for i in job_ids if i in self._controls]
+            self._changed.notify_all()
+        for control in controls:
+            control.cancel(reason)
+
+    def _run(self, job_id: str, work: Work, control: Control, pool: str, started: bool) -> None:
+        if not started and not self._wait_for_slot(job_id, control, pool):
+            reason = "cancelled while queued" if control.reason == "cancelled" else control.reason
+            self._finish(job_id, JobStatus.CANCELLED, pool, error=reason)
+            return
         try:
             filename, result = work(control)
-            self._finish(job_id, JobStatus.SUCCEEDED, filename=filename, result=result)
+            self._finish(job_id, JobStatus.SUCCEEDED, pool, filename=filename, result=result)
         except Cancelled:
-            self._finish(job_id, JobStatus.CANCELLED, error="cancelled")
+            self._finish(job_id, JobStatus.CANCELLED, pool, error=control.reason)
         except PgkeepError as exc:
             status = JobStatus.CANCELLED if control.cancelled.is_set() else JobStatus.FAILED
-            self._finish(job_id, status, error=exc.message, details=exc.details, failure=exc)
+            self._finish(job_id, status, pool, error=exc.message, details=exc.details, failure=exc)
         except Exception as exc:
             logger.exception("job %s failed unexpectedly", job_id)
-            self._finish(job_id, JobStatus.FAILED, error="internal error", failure=exc)
+            self._finish(job_id, JobStatus.FAILED, pool, error="internal error", failure=exc)
+
+    def _wait_for_slot(self, job_id: str, control: Control, pool: str) -> bool:
+        """Wait, first in first out, for a free slot; False if cancelled while waiting."""
+        if self.coordination is not None:
+            return self._wait_for_shared_slot(job_id, control, pool)
+        with self._changed:
+            while True:
+                waiting = self._waiting[pool]
+                if control.cancelled.is_set():
+                    waiting.remove(job_id)
+                    self._changed.notify_all()
+                    return False
+                if waiting[0] == job_id and self._running.get(pool, 0) < self._pools[pool].slots:
+                    waiting.pop(0)
+                    self._running[pool] = self._running.get(pool, 0) + 1
+                    self._jobs[job_id] = replace(self._jobs[job_id], status=JobStatus.RUNNING)
+                    self._touch()
+                    return True
+                self._changed.wait(1.0)
+
+    def _wait_for_shared_slot(self, job_id: str, control: Control, pool: str) -> bool:
+        """A slot counted across instances: ask the control database until one is ours."""
+        assert self.coordination is not None  # noqa: S101 (the caller checked)
+        while not control.cancelled.is_set():
+            try:
+                taken = self.coordination.take_slot(job_id, self._pools[pool])
+            except PgkeepError as exc:
+                logger.warning("job %s: cannot ask for a slot: %s", job_id, exc.message)
+                taken = False
+            if taken:
+                with self._changed:
+                    self._running[pool] = self._running.get(pool, 0) + 1
+                    self._jobs[job_id] = replace(self._jobs[job_id], status=JobStatus.RUNNING)
+                    self._touch()
+                return True
+            control.cancelled.wait(POLL_SECONDS)
+        return False
 
     def _refresh(self, job_id: str) -> None:
         with self._changed:
@@ -246,16 +461,25 @@ class JobRunner:
             if control is None:
                 return
             job = self._jobs[job_id]
-            self._jobs[job_id] = replace(
+            named = control.filename is not None and control.filename != job.filename
+            job = self._jobs[job_id] = replace(
                 job, progress=control.progress, filename=control.filename or job.filename
             )
-            self._version += 1
-            self._changed.notify_all()
+            self._touch()
+        if named and self.coordination is not None:
+            # Before anything is written under the name: another instance's sweep must
+            # know it belongs to live work.
+            self.coordination.save(job)
+
+    def _touch(self) -> None:
+        self._version += 1
+        self._changed.notify_all()
 
     def _finish(
         self,
         job_id: str,
         status: JobStatus,
+        pool: str,
         *,
         filename: str | None = None,
         result: Any = None,
@@ -266,6 +490,8 @@ class JobRunner:
         with self._changed:
             control = self._controls.pop(job_id, None)
             job = self._jobs[job_id]
+            if job.status is JobStatus.RUNNING:
+                self._running[pool] -= 1
             progress = control.progress if control else job.progress
             if status is JobStatus.SUCCEEDED:
                 progress = replace(progress, percent=100.0, eta_seconds=0.0)
@@ -280,81 +506,30 @@ class JobRunner:
                 result=failure if failure else result,
             )
             self._prune()
-            self._save()  # durable before any waiter sees the job finished
-            self._version += 1
-            self._changed.notify_all()
+            self._save(self._jobs[job_id])  # durable before any waiter sees the job finished
+            self._touch()
 
-    def _prune(self) -> None:
+    def _prune(self) -> int:
+        """Forget finished jobs older than `keep_for`, and the oldest past MAX_RECORDS."""
+        horizon = self._clock() - self._keep_for
         finished = sorted(
             (j for j in self._jobs.values() if j.status.finished), key=lambda j: j.started_at
         )
-        for job in finished[:-KEEP_FINISHED]:
-            del self._jobs[job.id]
+        excess = max(0, len(self._jobs) - MAX_RECORDS)
+        gone = [
+            job.id
+            for index, job in enumerate(finished)
+            if index < excess or (job.finished_at or job.started_at) < horizon
+        ]
+        for job_id in gone:
+            del self._jobs[job_id]
+        return len(gone)
 
-    def _save(self) -> None:
-        with self._changed:
-            records = [job_json(j) for j in self._jobs.values()]
+    def _save(self, changed: Job | None = None) -> None:
         try:
-            self._storage.put(JOBS_OBJECT, json.dumps(records).encode())
+            if self.coordination is None:
+                self._records.save(list(self._jobs.values()))
+            elif changed is not None:
+                self.coordination.save(changed)
         except PgkeepError as exc:
             logger.error("could not save job records: %s", exc.message)
-
-
-def job_json(job: Job) -> dict[str, Any]:
-    """The API's view of a job (camelCase, as the spec's other bodies)."""
-    p = job.progress
-    return {
-        "id": job.id,
-        "kind": str(job.kind),
-        "status": str(job.status),
-        "filename": job.filename,
-        "startedAt": formats.iso_ms(job.started_at),
-        "finishedAt": formats.iso_ms(job.finished_at) if job.finished_at else None,
-        "progress": {
-            "bytesWritten": p.bytes_written,
-            "tablesDone": p.tables_done,
-            "tablesTotal": p.tables_total,
-            "percent": p.percent,
-            "etaSeconds": p.eta_seconds,
-        },
-        "error": job.error,
-        "details": job.details,
-        "createdBy": job.created_by,
-    }
-
-
-def _load(storage: Storage) -> list[Job]:
-    try:
-        handle = storage.open_read(JOBS_OBJECT)
-    except NotFound:
-        return []
-    try:
-        records = json.loads(b"".join(handle.iter_range(0, handle.info.size_bytes)))
-        return [_from_record(r) for r in records]
-    except (ValueError, KeyError, TypeError) as exc:
-        logger.error("ignoring unreadable job records: %s", exc)
-        return []
-    finally:
-        handle.close()
-
-
-def _from_record(r: dict[str, Any]) -> Job:
-    p = r["progress"]
-    return Job(
-        id=r["id"],
-        kind=JobKind(r["kind"]),
-        status=JobStatus(r["status"]),
-        filename=r["filename"],
-        started_at=_time(r["startedAt"]),
-        created_by=r.get("createdBy", ""),
-        finished_at=_time(r["finishedAt"]) if r["finishedAt"] else None,
-        progress=Progress(
-            p["bytesWritten"], p["tablesDone"], p["tablesTotal"], p["percent"], p["etaSeconds"]
-        ),
-        error=r["error"],
-        details=r.get("details", ""),
-    )
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))

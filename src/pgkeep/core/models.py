@@ -21,14 +21,17 @@ class Compression(StrEnum):
 
 
 # Plain dumps are compressed by pgkeep on the stream; custom archives compress
-# their table data internally (pg_dump's own gzip), so they are never wrapped.
-EXTENSIONS: dict[tuple[DumpFormat, Compression], str] = {
-    (DumpFormat.PLAIN, Compression.NONE): ".sql",
-    (DumpFormat.PLAIN, Compression.GZIP): ".sql.gz",
-    (DumpFormat.PLAIN, Compression.ZSTD): ".sql.zst",
-    (DumpFormat.CUSTOM, Compression.NONE): ".dump",
-    (DumpFormat.CUSTOM, Compression.GZIP): ".dump",
-}
+# their table data internally (pg_dump's own gzip), so they are never wrapped
+# and cannot use zstd (most pg_restore builds here lack it).
+ALLOWED = frozenset(
+    {
+        (DumpFormat.PLAIN, Compression.NONE),
+        (DumpFormat.PLAIN, Compression.GZIP),
+        (DumpFormat.PLAIN, Compression.ZSTD),
+        (DumpFormat.CUSTOM, Compression.NONE),
+        (DumpFormat.CUSTOM, Compression.GZIP),
+    }
+)
 LEVELS = {Compression.NONE: (0, 0), Compression.GZIP: (1, 9), Compression.ZSTD: (1, 19)}
 DEFAULT_LEVELS = {Compression.NONE: 0, Compression.GZIP: 6, Compression.ZSTD: 3}
 
@@ -42,7 +45,7 @@ class BackupOptions:
     level: int | None = None
 
     def __post_init__(self) -> None:
-        if (self.format, self.compression) not in EXTENSIONS:
+        if (self.format, self.compression) not in ALLOWED:
             raise InvalidInput(
                 f"{self.format} format cannot use {self.compression} compression",
                 "custom archives compress internally with gzip; use plain format for zstd",
@@ -53,10 +56,6 @@ class BackupOptions:
                 f"compression level {self.level} is out of range for {self.compression}",
                 f"use {low} to {high}",
             )
-
-    @property
-    def extension(self) -> str:
-        return EXTENSIONS[(self.format, self.compression)]
 
     @property
     def stream_compression(self) -> Compression:
@@ -70,11 +69,21 @@ class BackupOptions:
 
 @dataclass(frozen=True)
 class StoredObject:
-    """One completed object in storage: its name, size and last modification (UTC)."""
+    """One completed object in storage: its name, size, last modification (UTC) and, where
+    the store has one, a tag that changes whenever its bytes do."""
 
     name: str
     size_bytes: int
     modified_at: datetime
+    etag: str = ""
+
+
+@dataclass(frozen=True)
+class Features:
+    """What a store can do, declared rather than answered with None (pgBackRest's flags)."""
+
+    free_space: bool = False  # free_bytes() measures something: the disk pre-flight applies
+    page_cache: bool = False  # read_cached() may answer without waiting
 
 
 @dataclass(frozen=True)
@@ -91,11 +100,28 @@ class Verification:
     verified: bool
     verified_at: datetime
     checks: tuple[Check, ...]
+    source: str = "primary"  # or "copy:NAME" when the primary failed and a copy did not
+
+
+class Trust(StrEnum):
+    """Whether a backup's manifest is one this service wrote and signed, and if not, why."""
+
+    SIGNED = "signed"
+    MISSING = "no manifest"
+    UNREADABLE = "manifest unreadable"
+    UNSIGNED = "manifest unsigned"
+    UNKNOWN_KEY = "manifest signed with an unknown key"
+    BAD_SIGNATURE = "manifest signature does not match"
+    OTHER_BACKUP = "manifest describes another backup"
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """What a backup is, written beside it before it becomes visible."""
+    """What a backup is, written beside it before it becomes visible.
+
+    `restrict_key` is the key of the `\\restrict` line a plain dump opens with;
+    a restore refuses a plain stream that does not open with it.
+    """
 
     name: str
     format: DumpFormat
@@ -111,6 +137,10 @@ class Manifest:
     created_by: str
     row_counts: dict[str, int] | None
     verification: Verification | None = None
+    restrict_key: str | None = None
+    kind: str = "database"  # or "globals": roles and tablespaces (pg_dumpall --globals-only)
+    flags: tuple[str, ...] = ()  # dump options that change what it holds (--no-role-passwords)
+    recipients: tuple[str, ...] = ()  # encrypted (age): its recipients' fingerprints, never keys
 
     @property
     def duration_ms(self) -> int:
@@ -122,8 +152,9 @@ class Backup:
     """One completed backup of a target database.
 
     `created_at` is the moment its dump started, to the second, as encoded in
-    its name; retention ages backups from it. `manifest` is None for a backup
-    copied in by hand.
+    its name; retention ages backups from it. `manifest` is what its manifest
+    says when that can be read (signed, or unsigned from before signing), and
+    `trust` whether this service signed it: only signed backups are ever restored.
     """
 
     name: str
@@ -133,11 +164,26 @@ class Backup:
     format: DumpFormat = DumpFormat.PLAIN
     compression: Compression = Compression.NONE
     manifest: Manifest | None = None
+    trust: Trust = Trust.MISSING
+
+    @property
+    def signed(self) -> bool:
+        return self.trust is Trust.SIGNED
 
     @property
     def stream_compression(self) -> Compression:
         """How the stored bytes are wrapped (custom archives never are)."""
         return self.compression if self.format is DumpFormat.PLAIN else Compression.NONE
+
+    @property
+    def encrypted(self) -> bool:
+        """Stored as an age file (its name ends in .age)."""
+        return self.name.endswith(".age")
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """The fingerprints of the recipients it is encrypted to, as its manifest says."""
+        return self.manifest.recipients if self.manifest else ()
 
 
 @dataclass(frozen=True)
@@ -156,3 +202,4 @@ class RestoreResult:
     target_database: str
     duration_ms: int
     tables: tuple[TableComparison, ...] = field(default_factory=tuple)
+    source: str = "primary"  # or "copy:NAME"

@@ -15,20 +15,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pgkeep.core.models import Compression, DumpFormat
+from pgkeep.core.pipeline import SUFFIXES
 from pgkeep.errors import InvalidInput
 
+# ASCII only: `\d` would also match other scripts' digits, which int() then reads.
 _PATTERN = re.compile(
-    r"backup-(?P<stamp>\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2})(?:-(?P<seq>[2-9]|[1-9]\d{1,3}))?"
-    r"(?P<ext>\.sql|\.sql\.gz|\.sql\.zst|\.dump)"
+    r"backup-(?P<stamp>[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2})"
+    r"(?:-(?P<seq>[2-9]|[1-9][0-9]{1,3}))?"
+    r"(?P<ext>" + "|".join(re.escape(ext) for ext in SUFFIXES) + ")",
+    re.ASCII,
 )
-_KINDS = {
-    ".sql": (DumpFormat.PLAIN, Compression.NONE),
-    ".sql.gz": (DumpFormat.PLAIN, Compression.GZIP),
-    ".sql.zst": (DumpFormat.PLAIN, Compression.ZSTD),
-    ".dump": (DumpFormat.CUSTOM, Compression.NONE),
-}
-_STAMP_FORMAT = "%Y-%m-%dT%H-%M-%S"
-_DIGITS = re.compile(r"\d+")
+_DIGITS = re.compile(r"[0-9]+")
 MAX_NAME_LENGTH = 64
 MAX_SEQUENCE = 9999
 MANIFEST_SUFFIX = ".json"
@@ -40,10 +37,13 @@ def make_name(created_at: datetime, taken: Container[str], extension: str = ".sq
     Suffixes count per second across extensions, so `…45.sql` and `…45-2.dump`
     never share a timestamp and sequence.
     """
-    stamp = created_at.astimezone(UTC).strftime(_STAMP_FORMAT)
+    t = created_at.astimezone(UTC)
+    stamp = f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}-{t.minute:02d}-{t.second:02d}"
+    if extension not in SUFFIXES or t.year < 1000:
+        raise InvalidInput(f"cannot name a backup started at {stamp} with {extension!r}")
     for seq in range(1, MAX_SEQUENCE + 1):
         base = f"backup-{stamp}" + (f"-{seq}" if seq > 1 else "")
-        if not any(base + ext in taken for ext in _KINDS):
+        if not any(base + ext in taken for ext in SUFFIXES):
             return base + extension
     raise InvalidInput(f"too many backups started at {stamp}")
 
@@ -78,9 +78,8 @@ def is_backup_name(name: str) -> bool:
 def validate_name(name: str) -> str:
     """Return `name` if it is a backup name, else raise InvalidInput naming the problem."""
     if parse(name) is None:
-        shown = name if len(name) <= MAX_NAME_LENGTH and name.isprintable() else repr(name[:64])
         raise InvalidInput(
-            f"invalid backup name {shown!r}",
+            f"invalid backup name {name[:MAX_NAME_LENGTH]!a}",
             "expected backup-YYYY-MM-DDTHH-MM-SS.sql (or .sql.gz, .sql.zst, .dump), "
             "optionally with a -N suffix",
         )
@@ -96,7 +95,7 @@ def _parsed(name: str) -> Parsed:
 
 def kind(name: str) -> tuple[DumpFormat, Compression]:
     """Format and compression as the (valid) name's extension says."""
-    return _KINDS[_parsed(name).extension]
+    return SUFFIXES[_parsed(name).extension]
 
 
 def manifest_name(name: str) -> str:

@@ -10,12 +10,10 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from pgkeep.core.models import BackupOptions, DumpFormat, StoredObject
-
-if TYPE_CHECKING:
-    from pgkeep.core.jobs import Control
+from pgkeep.core.control import Control
+from pgkeep.core.models import BackupOptions, DumpFormat, Features, StoredObject
 
 Opener = Callable[[], Iterable[bytes]]
 
@@ -62,9 +60,16 @@ class Writer(Protocol):
 class Storage(Protocol):
     """Keeps completed objects by name; partial writes are never listed or read."""
 
+    features: Features
+    where: str  # for messages: a directory, or s3://bucket/prefix (never credentials)
+
     def list(self) -> builtins.list[StoredObject]: ...
 
-    def open_read(self, name: str) -> ReadHandle: ...
+    def open_read(self, name: str, listed: StoredObject | None = None) -> ReadHandle:
+        """Open `name` for reading. `listed` is the object as a listing just showed it: a
+        store where asking costs a request may trust it (a read then fails if the object
+        changed since)."""
+        ...
 
     def open_write(self, name: str) -> Writer:
         """Reserve `name` and start writing; raises Conflict if it is taken."""
@@ -76,17 +81,29 @@ class Storage(Protocol):
 
     def delete(self, name: str) -> None: ...
 
-    def remove_partials(self) -> builtins.list[str]:
-        """Remove leftovers of interrupted writes; returns their names."""
+    def remove_partials(
+        self, keep: frozenset[str] = frozenset(), older_than: float = 0.0
+    ) -> builtins.list[str]:
+        """Remove leftovers of interrupted writes; returns their names. Never those of the
+        backups in `keep` (being written, maybe by another instance), nor any started less
+        than `older_than` seconds ago."""
         ...
 
     def free_bytes(self) -> int | None:
-        """Space left for new objects; None when the storage cannot tell."""
+        """Space left for new objects; None unless `features.free_space`."""
+        ...
+
+    def check(self) -> str:
+        """Reachable and writable (a probe that never collides); what was found, or an error."""
         ...
 
     def version(self) -> object | None:
         """A token that changes whenever objects are added, removed or replaced; None when
         the storage cannot promise that right now (then nothing may be cached)."""
+        ...
+
+    def changed_elsewhere(self) -> None:
+        """Another instance changed the store: what `version` promised no longer holds."""
         ...
 
 
@@ -96,12 +113,16 @@ class DumpStream(Protocol):
     chunks: Iterator[bytes]
     server_version: str
     tool_version: str
+    restrict_key: str | None  # the key of the plain dump's opening `\\restrict` line
+    flags: tuple[str, ...]  # options that change what the dump holds (--no-role-passwords)
 
     def row_counts(self) -> dict[str, int] | None: ...
 
 
 class Dumper(Protocol):
-    """Dumps one target database as a stream of bytes."""
+    """Dumps one target (a database, or a server's globals) as a stream of bytes."""
+
+    kind: str  # "database" or "globals"
 
     @property
     def target(self) -> str:
@@ -117,9 +138,11 @@ class Dumper(Protocol):
         ...
 
     def dump(
-        self, options: BackupOptions, control: Control | None = None
+        self, options: BackupOptions, control: Control | None = None, restrict_key: str = ""
     ) -> AbstractContextManager[DumpStream]:
         """Start a dump; its chunks raise DumpFailed at their end if the dump failed.
+
+        A plain dump is made with `restrict_key` when the tool can write one.
 
         Leaving the context ends the dump process whether or not it finished.
         """
@@ -142,10 +165,22 @@ class Restorer(Protocol):
 
     def row_counts(self, database: str) -> dict[str, int]: ...
 
-    def load(self, database: str, fmt: DumpFormat, archive_major: int, open_chunks: Opener) -> None:
-        """Restore into an existing empty database; RestoreFailed on any error."""
+    def sweep(self, prefix: str) -> builtins.list[str]:
+        """Drop every database whose name starts with `prefix`; their names."""
         ...
 
-    def check_archive(self, archive_major: int, open_chunks: Opener) -> str:
+    def load(
+        self,
+        database: str,
+        fmt: DumpFormat,
+        archive_major: int,
+        open_chunks: Opener,
+        size_hint: int = 0,
+    ) -> None:
+        """Restore into an existing empty database; RestoreFailed on any error. `size_hint`:
+        about how many bytes a custom archive is, to check the staging space first."""
+        ...
+
+    def check_archive(self, archive_major: int, open_chunks: Opener, size_hint: int = 0) -> str:
         """Read a custom archive end to end; Corrupt if it cannot. Returns what was done."""
         ...

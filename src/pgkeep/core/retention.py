@@ -5,8 +5,8 @@ A backup is kept when any rule keeps it:
 - *last N*: it is among the newest `keep_last`;
 - *daily/weekly/monthly/yearly N*: it is the newest backup of one of the newest N
   days (ISO weeks, months, years) that have backups;
-- *floor*: it is among the newest `min_keep` good backups (with a manifest, and not
-  failed verification), so cleanup never leaves fewer than that;
+- *floor*: it is among the newest `min_keep` good backups (signed by this service,
+  and not failed verification), so cleanup never leaves fewer than that;
 - *pinned*: someone pinned it.
 Everything else is deleted. With no rule at all (age 0 and every count 0) retention
 is off and nothing is deleted: "0" never means "keep nothing". Age is measured from
@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from pgkeep.core import naming
 from pgkeep.core.models import Backup
 
 
@@ -45,7 +46,8 @@ def plan(
     backups: Sequence[Backup], policy: RetentionPolicy, now: datetime, pinned: Iterable[str] = ()
 ) -> list[Decision]:
     """A decision for every backup, newest first."""
-    ordered = sorted(backups, key=lambda b: (b.created_at, b.name), reverse=True)
+    # Newest first by start time, then suffix (`…45-2.sql` after `…45.sql`), as names sort.
+    ordered = sorted(backups, key=lambda b: naming.sort_key(b.name), reverse=True)
     if not _any_rule(policy):
         return [Decision(b, True, ("retention is off",)) for b in ordered]
     reasons: dict[str, list[str]] = {b.name: [] for b in ordered}
@@ -106,7 +108,7 @@ def _any_rule(p: RetentionPolicy) -> bool:
 
 def _good(backup: Backup) -> bool:
     m = backup.manifest
-    return m is not None and (m.verification is None or m.verification.verified)
+    return backup.signed and m is not None and (m.verification is None or m.verification.verified)
 
 
 def _why_delete(policy: RetentionPolicy) -> str:

@@ -42,6 +42,11 @@ def parse(expression: str, setting: str) -> str:
     return expression
 
 
+def next_run(expression: str, after: datetime) -> datetime:
+    """The first slot of `expression` after `after` (UTC)."""
+    return next(iter(CronSim(expression, after.astimezone(UTC))))
+
+
 class Schedule:
     def __init__(
         self,

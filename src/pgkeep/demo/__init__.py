@@ -1,65 +1,127 @@
 """`make run`: the service on a throwaway PostgreSQL with sample data, or on PGKEEP_DATABASE_URL.
 
-Prints an OWNER token and curl lines to try; Ctrl-C stops the server and
-removes the throwaway cluster.
+With PGKEEP_DEMO_S3=1 the backups go to a throwaway S3 server (SeaweedFS) started
+beside it. Prints an OWNER token, the settings and curl lines to try; Ctrl-C stops
+the server and removes the throwaway cluster (and S3 server).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shlex
 from datetime import timedelta
 from pathlib import Path
 
 from pgkeep import tokens
-from pgkeep.config import load_settings
+from pgkeep.config import Settings, load_settings
 from pgkeep.errors import ToolError
 from pgkeep.postgres.cluster import ThrowawayCluster, available_bin_dirs
 from pgkeep.serve import serve
+from pgkeep.storage.seaweed import ThrowawayS3
 
 SAMPLE_SQL = Path(__file__).with_name("sample.sql")
 SAMPLE_DATABASE = "shop"
 
 
 def run(host: str, port: int) -> int:
+    """Serve until Ctrl-C, the documented way to stop it: that exits 0 (make says nothing)."""
+    try:
+        return _run(host, port)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _run(host: str, port: int) -> int:
     overrides: dict[str, object] = {"host": host, "port": port}
     if not os.environ.get("PGKEEP_JWT_SECRET") and not _other_key_configured():
         overrides["jwt_secret"] = secrets.token_urlsafe(48)
-    if os.environ.get("PGKEEP_DATABASE_URL"):
-        settings = load_settings(**overrides)
-        _serve_with_banner(settings, "your database (PGKEEP_DATABASE_URL)")
-        return 0
-    bin_dirs = available_bin_dirs()
-    if not bin_dirs:
-        raise ToolError(
-            "no PostgreSQL server binaries found", "run `make run`, which installs them"
-        )
-    major, bin_dir = max(bin_dirs.items())
-    with ThrowawayCluster(bin_dir) as cluster:
+    with contextlib.ExitStack() as stack:
+        if os.environ.get("PGKEEP_DEMO_S3") == "1":
+            overrides |= _throwaway_s3(stack)
+        if os.environ.get("PGKEEP_DATABASE_URL"):
+            settings = load_settings(**overrides)
+            _serve_with_banner(settings, "your database (PGKEEP_DATABASE_URL)", throwaway=False)
+            return 0
+        bin_dirs = available_bin_dirs()
+        if not bin_dirs:
+            raise ToolError(
+                "no PostgreSQL server binaries found", "run `make run`, which installs them"
+            )
+        major, bin_dir = max(bin_dirs.items())
+        # Runs last, also when Ctrl-C comes back out of the server as KeyboardInterrupt.
+        stack.callback(print, "Stopped; the throwaway cluster is removed.", flush=True)
+        cluster = stack.enter_context(ThrowawayCluster(bin_dir))
         url = cluster.create_database(SAMPLE_DATABASE)
         cluster.execute(SAMPLE_SQL.read_text(), SAMPLE_DATABASE)
         settings = load_settings(database_url=url, pg_bin_dir=bin_dir, **overrides)
-        _serve_with_banner(settings, f"a throwaway PostgreSQL {major} with sample data")
-    print("Stopped; the throwaway cluster is removed.")
+        _serve_with_banner(
+            settings, f"a throwaway PostgreSQL {major} with sample data", throwaway=True
+        )
     return 0
+
+
+def _throwaway_s3(stack: contextlib.ExitStack) -> dict[str, object]:
+    """A SeaweedFS on loopback with a bucket; its credentials go to this process's AWS
+    variables (where boto3 looks; pg_dump and psql never see them)."""
+    server = stack.enter_context(ThrowawayS3())
+    bucket = server.create_bucket("pgkeep-demo")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ[name] = server.env()[name]
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ.pop("AWS_PROFILE", None)
+    return {
+        "storage_url": f"s3://{bucket}/backups",
+        "s3_endpoint_url": server.endpoint,
+        "s3_region": "us-east-1",
+    }
+
+
+def _exports(settings: Settings) -> list[tuple[str, str]]:
+    """The settings the CLI needs to reach what `make run` serves."""
+    values = [
+        ("PGKEEP_DATABASE_URL", settings.require_database_url()),
+        ("PGKEEP_BACKUP_DIR", str(settings.backup_dir.resolve())),
+    ]
+    if settings.storage_url:
+        values += [
+            ("PGKEEP_STORAGE_URL", settings.storage_url),
+            ("PGKEEP_S3_ENDPOINT_URL", settings.s3_endpoint_url or ""),
+            ("PGKEEP_S3_REGION", settings.s3_region or ""),
+            ("AWS_ACCESS_KEY_ID", os.environ.get("AWS_ACCESS_KEY_ID", "")),
+            ("AWS_SECRET_ACCESS_KEY", os.environ.get("AWS_SECRET_ACCESS_KEY", "")),
+        ]
+    if settings.jwt_secret is not None:
+        values.append(("PGKEEP_JWT_SECRET", settings.jwt_secret.get_secret_value()))
+    if settings.pg_bin_dir is not None:
+        values.append(("PGKEEP_PG_BIN_DIR", str(settings.pg_bin_dir)))
+    return values
 
 
 def _other_key_configured() -> bool:
     return bool(os.environ.get("PGKEEP_JWT_PUBLIC_KEY") or os.environ.get("PGKEEP_JWT_JWKS_URL"))
 
 
-def _serve_with_banner(settings: object, what: str) -> None:
-    from pgkeep.config import Settings
-
-    assert isinstance(settings, Settings)  # noqa: S101
+def _serve_with_banner(settings: Settings, what: str, *, throwaway: bool) -> None:
     base = f"http://{settings.host}:{settings.port}"
+    where = f"{settings.backup_dir}/"
+    if settings.storage_url:
+        where = f"{settings.storage_url} at {settings.s3_endpoint_url or 'AWS'}"
     lines = [
         f"pgkeep is backing up {what}.",
-        f"Web console: {base}/  (paste the token below)   backups in: {settings.backup_dir}/",
+        f"Web console: {base}/  (paste the token below)   backups in: {where}",
     ]
     if settings.jwt_secret is not None:
         token = tokens.mint(settings, sub="demo", role="OWNER", ttl=timedelta(hours=12))
         auth = '-H "Authorization: Bearer $TOKEN"'
+        if throwaway:
+            lines += [
+                "",
+                "In another shell, for the CLI (.venv/bin/pgkeep backup list, pgkeep token …)",
+                "against this throwaway setup; these values die with it:",
+                *(f"  export {name}={shlex.quote(value)}" for name, value in _exports(settings)),
+            ]
         lines += [
             "",
             "An OWNER token (valid 12 hours):",
@@ -68,7 +130,7 @@ def _serve_with_banner(settings: object, what: str) -> None:
             "Try:",
             f"  curl -s -X POST {auth} {base}/api/backup/create",
             f"  curl -s {auth} {base}/api/backup/list",
-            f"  curl -s -OJ {auth} {base}/api/backup/download/NAME",
+            f"  curl -sf -OJ {auth} {base}/api/backup/download/NAME",
             f"  curl -s -X POST {auth} {base}/api/backup/NAME/verify",
             f"  curl -s -X POST {auth} -H 'Content-Type: application/json'"
             f' -d \'{{"targetDatabase": "shop_copy"}}\' {base}/api/backup/NAME/restore',

@@ -1,8 +1,9 @@
 """Access log and common headers, as plain ASGI middleware (downloads stream through untouched).
 
 One line per request, with its request id (X-Request-Id, echoed back) and the
-query string's credentials (`token`, `ticket`) redacted; uvicorn's own access
-log is switched off so no line ever carries them.
+query string's credentials (`token`, `ticket`) redacted by their decoded name
+(`?%74oken=` is `token` to the router, so it is to the redaction too); uvicorn's
+own access log is switched off so no line ever carries them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import re
 import secrets
 import time
+from urllib.parse import parse_qsl, quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -18,7 +20,7 @@ from pgkeep.logs import request_id
 
 logger = logging.getLogger("pgkeep.access")
 
-_SECRET_PARAM = re.compile(r"((?:^|&)(?:token|ticket|access_token)=)[^&]*", re.IGNORECASE)
+SECRET_PARAMS = frozenset({"token", "ticket", "access_token"})
 _COMMON_HEADERS = [(b"x-content-type-options", b"nosniff")]
 
 
@@ -36,7 +38,13 @@ def _request_id(scope: Scope) -> str:
 
 
 def redact_query(query: str) -> str:
-    return _SECRET_PARAM.sub(r"\1[REDACTED]", query)
+    """The query with every credential's value replaced, judged by the decoded name."""
+    pairs = parse_qsl(query, keep_blank_values=True, errors="replace")
+    return "&".join(
+        f"{quote(name, safe='')}="
+        + ("[REDACTED]" if name.strip().lower() in SECRET_PARAMS else quote(value, safe=""))
+        for name, value in pairs
+    )
 
 
 class AccessLogMiddleware:

@@ -1,55 +1,64 @@
-"""Recording audited requests: who (the token's sub), from where, what, and the result.
+"""Refusals at the edge, in the audit log: requests an audited route turned away before the core.
 
-Runs after each response, so refusals and failures are recorded as well as successes.
+The core records every action it performs or refuses, with its actor, from
+every entry point. What never reaches it (no token, a forged or expired one,
+the wrong role, a malformed body, a full queue) is recorded here, for the route
+the router actually matched, never for a pattern matched against the raw path.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
-import re
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgkeep import formats
+from pgkeep.core.events import Event
 from pgkeep.errors import PgkeepError
 from pgkeep.logs import request_id
-from pgkeep.storage.audit import AuditLog
+from pgkeep.storage.audit import Trail
 
 logger = logging.getLogger(__name__)
 
-_ACTIONS = [
-    ("POST", re.compile(r"/api/backup/create"), "create"),
-    ("GET", re.compile(r"/api/backup/download/(?P<t>.+)"), "download"),
-    ("POST", re.compile(r"/api/backup/download-link/(?P<t>.+)"), "download-link"),
-    ("POST", re.compile(r"/api/backup/(?P<t>.+)/verify"), "verify"),
-    ("POST", re.compile(r"/api/backup/(?P<t>.+)/restore"), "restore"),
-    ("POST", re.compile(r"/api/backup/(?P<t>.+)/pin"), "pin"),
-    ("DELETE", re.compile(r"/api/backup/(?P<t>.+)/pin"), "unpin"),
-    ("DELETE", re.compile(r"/api/backup/jobs/(?P<t>[^/]+)"), "cancel-job"),
-    ("DELETE", re.compile(r"/api/backup/(?P<t>.+)"), "delete"),
-]
+# The audited routes, by endpoint name, and the action each performs.
+ACTIONS = {
+    "create_backup": "create",
+    "download_backup": "download",
+    "download_link": "download-link",
+    "verify_backup": "verify",
+    "restore_backup": "restore",
+    "pin_backup": "pin",
+    "unpin_backup": "unpin",
+    "delete_backup": "delete",
+    "cancel_job": "cancel-job",
+}
+_core_events: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "pgkeep_core_events", default=None
+)
 
 
-def action_for(method: str, path: str) -> tuple[str, str] | None:
-    for verb, pattern, action in _ACTIONS:
-        match = pattern.fullmatch(path)
-        if method == verb and match:
-            return action, match.groupdict().get("t") or ""
-    return None
+def note_core_event(event: Event) -> None:
+    """An events listener: tells the request in flight (if any) that the core recorded it."""
+    seen = _core_events.get()
+    if seen is not None:
+        seen.append(event.action)
 
 
-class AuditMiddleware:
-    def __init__(self, app: ASGIApp, log: AuditLog) -> None:
+class AuditRefusals:
+    def __init__(self, app: ASGIApp, log: Trail) -> None:
         self.app = app
         self.log = log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        found = action_for(scope["method"], scope["path"]) if scope["type"] == "http" else None
-        if found is None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         status = 500
+        seen: list[str] = []
+        token = _core_events.set(seen)
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -60,18 +69,34 @@ class AuditMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            principal = scope.get("state", {}).get("principal")
-            client = scope.get("client") or ("", 0)
-            try:
-                self.log.append(
-                    at=formats.iso_ms(datetime.now(UTC)),
-                    who=getattr(principal, "sub", None),
-                    source=client[0],
-                    action=found[0],
-                    target=found[1][:200],
-                    status=status,
-                    result="ok" if status < 400 else "refused" if status < 500 else "failed",
-                    request_id=request_id.get(),
-                )
-            except PgkeepError as exc:
-                logger.error("audit log: %s", exc.message)
+            _core_events.reset(token)
+            route = scope.get("route")
+            action = ACTIONS.get(getattr(route, "name", ""))
+            if action is not None and status >= 400 and not seen:
+                self._record(scope, action, status)
+
+    def _record(self, scope: Scope, action: str, status: int) -> None:
+        principal = scope.get("state", {}).get("principal")
+        client = scope.get("client") or ("", 0)
+        params = scope.get("path_params", {})
+        query = scope.get("query_string", b"").decode("latin-1")
+        try:
+            self.log.append(
+                at=formats.iso_ms(datetime.now(UTC)),
+                who=getattr(principal, "sub", None),
+                via="api",
+                source=client[0],
+                action=action,
+                target=_target(query),
+                backup=str(params.get("filename") or params.get("job_id") or "")[:200] or None,
+                result="refused" if status < 500 else "failed",
+                status=status,
+                request_id=request_id.get(),
+            )
+        except PgkeepError as exc:
+            logger.error("audit log: %s", exc.message)
+
+
+def _target(query: str) -> str:
+    values = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "target"]
+    return values[0][:200] if values else ""

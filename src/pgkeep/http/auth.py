@@ -1,4 +1,8 @@
-"""The bearer-token dependency: every /api/backup route requires the OWNER role."""
+"""The bearer-token dependencies: every /api/backup route requires the OWNER role.
+
+Each answers the caller as an `Actor` (the token's subject, the client address
+and the request id), which the core's events, and so the audit log, carry.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from pgkeep.core.events import Actor
 from pgkeep.errors import AuthError
+from pgkeep.logs import request_id
 from pgkeep.tickets import TicketIssuer
 from pgkeep.tokens import Principal, TokenVerifier
 
@@ -22,33 +28,37 @@ def _bearer(request: Request) -> str | None:
     return token.strip()
 
 
-async def _verify(request: Request, token: str | None) -> Principal:
+def _actor(request: Request, principal: Principal) -> Actor:
+    request.state.principal = principal  # for the refusals the audit records at the edge
+    client = request.client.host if request.client else ""
+    return Actor(principal.sub, "api", client, request_id.get())
+
+
+async def _verify(request: Request, token: str | None) -> Actor:
     if token is None:
         raise AuthError("no authorization token", "send Authorization: Bearer <token>")
     verifier: TokenVerifier = request.app.state.verifier
     # A JWKS lookup may block on the network; keep it off the event loop.
     principal = await run_in_threadpool(verifier.verify, token)
-    request.state.principal = principal  # for the audit log
-    return principal
+    return _actor(request, principal)
 
 
-async def require_owner(request: Request) -> Principal:
+async def require_owner(request: Request) -> Actor:
     return await _verify(request, _bearer(request))
 
 
-async def require_download_access(request: Request) -> Principal:
+async def require_download_access(request: Request) -> Actor:
     """The download route: a bearer token, `?token=` (the spec's browser download), or a
     single-use `?ticket=` bound to the requested file."""
     ticket = request.query_params.get("ticket")
     if ticket is not None:
         issuer: TicketIssuer = request.app.state.tickets
-        sub = issuer.redeem(ticket, request.path_params.get("filename", ""))
-        principal = Principal(sub=sub, role="OWNER")
-        request.state.principal = principal  # for the audit log
-        return principal
+        target = request.app.state.target_of(request.query_params.get("target"))
+        sub = issuer.redeem(ticket, target, request.path_params.get("filename", ""))
+        return _actor(request, Principal(sub=sub, role="OWNER"))
     token = _bearer(request) or request.query_params.get("token")
     return await _verify(request, token)
 
 
-Owner = Annotated[Principal, Depends(require_owner)]
-DownloadAccess = Annotated[Principal, Depends(require_download_access)]
+Owner = Annotated[Actor, Depends(require_owner)]
+DownloadAccess = Annotated[Actor, Depends(require_download_access)]

@@ -26,6 +26,10 @@ STATUS: dict[type[errors.PgkeepError], int] = {
     errors.Cancelled: 409,
     errors.InvalidInput: 400,
     errors.Corrupt: 422,
+    errors.Untrusted: 422,
+    errors.NoIdentity: 422,
+    errors.Busy: 429,
+    errors.Unavailable: 503,
     errors.AuthError: 401,
     errors.Forbidden: 403,
     errors.DumpFailed: 500,
@@ -36,7 +40,7 @@ STATUS: dict[type[errors.PgkeepError], int] = {
     errors.InsufficientStorage: 507,
     errors.ConfigError: 500,
 }
-_FRAMEWORK_MESSAGES = {404: "Not found", 405: "Method not allowed"}
+_FRAMEWORK_MESSAGES = {404: "Not found", 405: "Method not allowed", 413: "Request body too large"}
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -68,6 +72,8 @@ async def _pgkeep_error(request: Request, exc: Exception) -> JSONResponse:
     headers = {}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, errors.Busy):
+        headers["Retry-After"] = str(exc.retry_after)
     if status >= 500:
         logger.error(
             "%s %s failed: %s %s", request.method, request.url.path, exc.message, exc.details

@@ -1,8 +1,9 @@
 """Prometheus metrics at /metrics: counters from events, the rest read at scrape time.
 
 Values come from the backups and their manifests, so they are right after a
-restart. Access is open by default, as exporters are; PGKEEP_METRICS_TOKEN
-requires a bearer token, PGKEEP_METRICS_ALLOW restricts client networks.
+restart; each carries a `target` label. Access is open by default, as exporters
+are; PGKEEP_METRICS_TOKEN requires a bearer token, PGKEEP_METRICS_ALLOW
+restricts client networks.
 """
 
 from __future__ import annotations
@@ -21,74 +22,85 @@ from pgkeep.config import Settings
 from pgkeep.core.events import Event
 from pgkeep.core.service import BackupService
 from pgkeep.errors import AuthError, Forbidden
+from pgkeep.runtime import Runtime
 
 router = APIRouter(include_in_schema=False)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _Scrape(Collector):
-    def __init__(self, service: BackupService) -> None:
-        self._service = service
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        backups = self._service.list()
-        manifests = [b.manifest for b in backups if b.manifest is not None]
-        newest = manifests[0] if manifests else None
-        verified = [
-            m.verification.verified_at.timestamp()
-            for m in manifests
-            if m.verification and m.verification.verified
-        ]
-        free = self._service.storage_free_bytes()
-        yield _gauge("backups_stored", "Completed backups in storage", len(backups))
-        yield _gauge(
-            "storage_used_bytes", "Bytes used by backups", sum(b.size_bytes for b in backups)
-        )
-        if free is not None:
-            yield _gauge("storage_free_bytes", "Free bytes where backups are stored", free)
-        yield _gauge(
-            "jobs_running",
-            "Jobs queued or running",
-            sum(not j.status.finished for j in self._service.jobs.list()),
-        )
-        if newest is not None:
-            yield _gauge(
-                "last_success_timestamp_seconds",
-                "When the newest backup finished",
-                newest.finished_at.timestamp(),
-            )
-            yield _gauge(
-                "backup_duration_seconds",
-                "Duration of the newest backup",
-                newest.duration_ms / 1000,
-            )
-            yield _gauge("backup_size_bytes", "Size of the newest backup", newest.size_bytes)
-        if verified:
-            yield _gauge(
-                "last_verified_timestamp_seconds", "When a backup last passed verify", max(verified)
-            )
+        gauges = {
+            name: GaugeMetricFamily(f"pgkeep_{name}", text, labels=["target"])
+            for name, text in _GAUGES.items()
+        }
+        for target, service in self._runtime.services.items():
+            for name, value in _values(service).items():
+                gauges[name].add_metric([target], value)
+        yield from (g for g in gauges.values() if g.samples)
+        running = sum(not j.status.finished for j in self._runtime.jobs.list())
+        yield GaugeMetricFamily("pgkeep_jobs_running", "Jobs queued or running", value=running)
 
 
-def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(f"pgkeep_{name}", text, value=value)
+_GAUGES = {
+    "backups_stored": "Completed backups in storage",
+    "storage_used_bytes": "Bytes used by backups",
+    "storage_free_bytes": "Free bytes where backups are stored",
+    "last_success_timestamp_seconds": "When the newest backup finished",
+    "backup_duration_seconds": "Duration of the newest backup",
+    "backup_size_bytes": "Size of the newest backup",
+    "last_verified_timestamp_seconds": "When a backup last passed verify",
+}
+
+
+def _values(service: BackupService) -> dict[str, float]:
+    backups = service.catalog.list()
+    manifests = [b.manifest for b in backups if b.manifest is not None and b.signed]
+    values: dict[str, float] = {
+        "backups_stored": len(backups),
+        "storage_used_bytes": sum(b.size_bytes for b in backups),
+    }
+    free = service.catalog.storage.free_bytes()
+    if free is not None:
+        values["storage_free_bytes"] = free
+    if manifests:
+        newest = manifests[0]
+        values["last_success_timestamp_seconds"] = newest.finished_at.timestamp()
+        values["backup_duration_seconds"] = newest.duration_ms / 1000
+        values["backup_size_bytes"] = newest.size_bytes
+    verified = [
+        m.verification.verified_at.timestamp()
+        for m in manifests
+        if m.verification and m.verification.verified
+    ]
+    if verified:
+        values["last_verified_timestamp_seconds"] = max(verified)
+    return values
 
 
 class Metrics:
-    def __init__(self, service: BackupService, settings: Settings) -> None:
+    def __init__(self, runtime: Runtime, settings: Settings) -> None:
         self.registry = CollectorRegistry()
         self._backups = Counter(
-            "pgkeep_backups", "Backups attempted, by outcome", ["status"], registry=self.registry
+            "pgkeep_backups",
+            "Backups attempted, by outcome",
+            ["target", "status"],
+            registry=self.registry,
         )
-        for status in ("succeeded", "failed", "cancelled"):
-            self._backups.labels(status)
-        self.registry.register(_Scrape(service))
-        service.listeners.append(self.on_event)
+        for target in runtime.services:
+            for status in ("succeeded", "failed", "cancelled"):
+                self._backups.labels(target, status)
+        self.registry.register(_Scrape(runtime))
+        runtime.events.subscribe(self.on_event)
         self._token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
         self._allow = [ipaddress.ip_network(n, strict=False) for n in settings.metrics_allow]
 
     def on_event(self, event: Event) -> None:
-        if event.kind == "backup":
-            self._backups.labels(event.status).inc()
+        if event.action == "create" and event.outcome != "refused":
+            self._backups.labels(event.target, event.outcome).inc()
 
     def check_access(self, request: Request) -> None:
         if self._allow:
@@ -97,9 +109,17 @@ class Metrics:
             if client is None or not any(client in network for network in self._allow):
                 raise Forbidden("metrics are not served to this address")
         if self._token is not None:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(token, self._token):
-                raise AuthError("metrics need PGKEEP_METRICS_TOKEN as a bearer token")
+            self.check_token(request)
+
+    def check_token(self, request: Request) -> None:
+        """AuthError unless the request carries PGKEEP_METRICS_TOKEN (set) as a bearer token."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if (
+            self._token is None
+            or scheme.lower() != "bearer"
+            or not hmac.compare_digest(token.encode(), self._token.encode())
+        ):
+            raise AuthError("metrics need PGKEEP_METRICS_TOKEN as a bearer token")
 
 
 @router.get("/metrics")

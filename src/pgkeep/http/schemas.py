@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from pgkeep import formats
 from pgkeep.core.models import (
@@ -53,15 +53,15 @@ class CreateRequest(_Strict):
 
 
 class VerifyRequest(_Strict):
-    restore: bool = False
+    restore: StrictBool = False  # true or false only: "yes" and 1 are refused
 
 
 class RestoreRequest(_Strict):
     targetDatabase: str = Field(  # noqa: N815 (the spec's JSON is camelCase)
         min_length=1, max_length=63, description="a new database's name"
     )
-    replace: bool = False
-    confirm: str | None = None
+    replace: StrictBool = False
+    confirm: str | None = Field(default=None, max_length=63)
 
 
 class _BackupFields(BaseModel):
@@ -73,7 +73,16 @@ class _BackupFields(BaseModel):
     compression: Compression
     verifiedAt: str | None  # noqa: N815
     verified: bool | None
+    verifyProblem: str | None  # noqa: N815 (why the last verify failed)
     hasManifest: bool  # noqa: N815
+    signed: bool
+    trust: str
+    encrypted: bool = False
+    recipients: list[str] = Field(
+        default_factory=list,
+        description="age: the fingerprints of the recipients it is encrypted to (never keys)",
+        examples=[["age:c66c56ffd13497a0"]],
+    )
 
     @staticmethod
     def fields_of(backup: Backup) -> dict[str, object]:
@@ -86,7 +95,14 @@ class _BackupFields(BaseModel):
             "compression": backup.compression,
             "verifiedAt": formats.iso_ms(v.verified_at) if v else None,
             "verified": v.verified if v else None,
+            "verifyProblem": "; ".join(f"{c.name}: {c.details}" for c in v.checks if not c.ok)
+            if v and not v.verified
+            else None,
             "hasManifest": m is not None,
+            "signed": backup.signed,
+            "trust": str(backup.trust),
+            "encrypted": backup.encrypted,
+            "recipients": list(backup.recipients),
         }
 
 
@@ -155,6 +171,7 @@ class VerifyResponse(BaseModel):
     verified: bool
     verifiedAt: str  # noqa: N815
     checks: list[CheckItem]
+    source: str = Field(default="primary", examples=["primary", "copy:offsite"])
 
     @classmethod
     def of(cls, name: str, v: Verification) -> VerifyResponse:
@@ -164,6 +181,7 @@ class VerifyResponse(BaseModel):
             verified=v.verified,
             verifiedAt=formats.iso_ms(v.verified_at),
             checks=checks,
+            source=v.source,
         )
 
 
@@ -180,6 +198,7 @@ class RestoreResponse(BaseModel):
     targetDatabase: str  # noqa: N815
     durationMs: int  # noqa: N815
     tables: list[TableItem]
+    source: str = "primary"
 
     @classmethod
     def of(cls, name: str, r: RestoreResult) -> RestoreResponse:
@@ -188,7 +207,11 @@ class RestoreResponse(BaseModel):
             for t in r.tables
         ]
         return cls(
-            filename=name, targetDatabase=r.target_database, durationMs=r.duration_ms, tables=tables
+            filename=name,
+            targetDatabase=r.target_database,
+            durationMs=r.duration_ms,
+            tables=tables,
+            source=r.source,
         )
 
 

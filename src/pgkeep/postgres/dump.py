@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import subprocess
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
-from pgkeep.core.jobs import Control
-from pgkeep.core.models import BackupOptions, Compression, DumpFormat
-from pgkeep.errors import DumpFailed, PgkeepError
-from pgkeep.postgres import catalog, server, tools
+from pgkeep.core import pipeline
+from pgkeep.core.control import Control
+from pgkeep.core.models import BackupOptions, DumpFormat
+from pgkeep.errors import DumpFailed
+from pgkeep.postgres import catalog, rows, server, tools
 from pgkeep.postgres.process import ReadAhead, StderrTail, describe_exit, spawn, widen_pipe
 from pgkeep.postgres.target import Target
 
@@ -41,15 +39,27 @@ def dump_argv(
     options: BackupOptions | None = None,
     snapshot: str | None = None,
     verbose: bool = False,
+    restrict_key: str | None = None,
+    lock_wait_seconds: int = 300,
 ) -> list[str]:
-    """pg_dump to stdout; the conninfo carries no password, and none is ever prompted for."""
+    """pg_dump to stdout; the conninfo carries no password, and none is ever prompted for.
+
+    `--lock-wait-timeout`: a table someone holds locked fails the dump after a while
+    instead of holding its slot for ever.
+    """
     options = options or BackupOptions()
-    argv = [str(pg_dump), f"--format={options.format}", "--no-password"]
+    argv = [
+        str(pg_dump),
+        f"--format={options.format}",
+        "--no-password",
+        f"--lock-wait-timeout={lock_wait_seconds}s",
+    ]
     if verbose:
         argv.append("--verbose")  # one stderr line per table: progress
     if options.format is DumpFormat.CUSTOM:
-        level = options.effective_level if options.compression is Compression.GZIP else 0
-        argv.append(f"--compress={level}")  # custom archives: pg_dump's internal gzip
+        argv.append(f"--compress={pipeline.tool_level(options)}")  # pg_dump's internal gzip
+    elif restrict_key:
+        argv.append(f"--restrict-key={restrict_key}")
     if snapshot:
         argv.append(f"--snapshot={snapshot}")
     return [*argv, f"--dbname={conninfo}"]
@@ -59,11 +69,18 @@ class PgDumpStream:
     """A running dump: its bytes, the versions involved and, once done, the row counts."""
 
     def __init__(
-        self, chunks: Iterator[bytes], server_version: str, tool_version: str, counter: _Counter
+        self,
+        chunks: Iterator[bytes],
+        server_version: str,
+        tool_version: str,
+        counter: rows.RowCounter,
+        restrict_key: str | None,
     ) -> None:
         self.chunks = chunks
         self.server_version = server_version
         self.tool_version = tool_version
+        self.restrict_key = restrict_key
+        self.flags: tuple[str, ...] = ()
         self._counter = counter
 
     def row_counts(self) -> dict[str, int] | None:
@@ -73,10 +90,19 @@ class PgDumpStream:
 class PgDumper:
     """Dumper for one target: picks a pg_dump that fits the server, then streams its output."""
 
-    def __init__(self, target: Target, bin_dirs: list[Path], count_max_bytes: int = 0) -> None:
+    kind = "database"
+
+    def __init__(
+        self,
+        target: Target,
+        bin_dirs: list[Path],
+        count_max_bytes: int = 0,
+        lock_wait_seconds: int = 300,
+    ) -> None:
         self._target = target
         self._bin_dirs = bin_dirs
         self._count_max_bytes = count_max_bytes
+        self._lock_wait = lock_wait_seconds
 
     @property
     def target(self) -> str:
@@ -94,16 +120,37 @@ class PgDumper:
 
     @contextmanager
     def dump(
-        self, options: BackupOptions | None = None, control: Control | None = None
+        self,
+        options: BackupOptions | None = None,
+        control: Control | None = None,
+        restrict_key: str = "",
     ) -> Iterator[PgDumpStream]:
+        options = options or BackupOptions()
         with server.connect(self._target, autocommit=False) as conn:
             found = tools.find_tools("pg_dump", self._bin_dirs)
             tool = tools.choose(found, server.major_of(conn), "pg_dump")
+            plain = options.format is DumpFormat.PLAIN
+            key = (
+                restrict_key if plain and restrict_key and tools.writes_restrict_key(tool) else None
+            )
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             snapshot = str(_one(conn, "SELECT pg_export_snapshot()"))
-            counter = _Counter(self._target, snapshot, self._count_max_bytes)
-            on_line = _expect(conn, control) if control is not None else None
-            argv = dump_argv(tool.path, self._target.conninfo, options, snapshot, bool(on_line))
+            on_line = rows.expect(conn, control) if control is not None else None
+            size = catalog.database_size(conn)
+            counter: rows.RowCounter = (
+                rows.InlineCounter(conn, self._count_max_bytes, size)
+                if size <= rows.INLINE_COUNT_BYTES
+                else rows.Counter(self._target, snapshot, self._count_max_bytes)
+            )
+            argv = dump_argv(
+                tool.path,
+                self._target.conninfo,
+                options,
+                snapshot,
+                bool(on_line),
+                key,
+                self._lock_wait,
+            )
             proc = spawn(
                 argv, self._target.child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
             )
@@ -116,7 +163,7 @@ class PgDumper:
             reader = ReadAhead(proc.stdout.fileno(), CHUNK_SIZE)
             try:
                 chunks = self._chunks(proc, reader, tail)
-                yield PgDumpStream(chunks, server.version_of(conn), tool.version, counter)
+                yield PgDumpStream(chunks, server.version_of(conn), tool.version, counter, key)
             finally:
                 if proc.poll() is None:
                     proc.kill()  # the consumer stopped early: end pg_dump, leave nothing running
@@ -143,84 +190,6 @@ class PgDumper:
                 self._target.redact(tail.text()),
                 exit_code=code,
             )
-
-
-class _Counter:
-    """Counts rows in the dump's snapshot on its own connection and thread, while pg_dump runs.
-
-    Skipped (None) when the database is larger than `max_bytes` (0: never skip).
-    """
-
-    def __init__(self, target: Target, snapshot: str, max_bytes: int) -> None:
-        self._target = target
-        self._snapshot = snapshot
-        self._max_bytes = max_bytes
-        self._conn: psycopg.Connection[Any] | None = None
-        self._counts: dict[str, int] | None = None
-        self._cancelled = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            with server.connect(self._target, autocommit=False) as conn:
-                self._conn = conn
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                conn.execute(
-                    sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self._snapshot))
-                )
-                # One backend, not a leader and workers: counting shares the CPU with
-                # pg_dump and its backend, and finishing early gains nothing (measured:
-                # parallel count(*) used ~1.8x the CPU time of a serial one).
-                conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-                size = catalog.database_size(conn)
-                if self._max_bytes and size > self._max_bytes:
-                    logger.info("row counts skipped: database is %d bytes", size)
-                    return
-                self._counts = catalog.row_counts(conn)
-                conn.rollback()
-        except (psycopg.Error, PgkeepError) as exc:
-            level = logging.DEBUG if self._cancelled else logging.WARNING
-            logger.log(level, "row counts unavailable: %s", self._target.redact(str(exc).strip()))
-
-    def cancel(self) -> None:
-        self._cancelled = True
-        if self._conn is not None:
-            self._conn.cancel_safe()
-
-    def join(self) -> None:
-        self._thread.join()
-
-    def result(self) -> dict[str, int] | None:
-        self.join()
-        return self._counts
-
-
-_TABLE_LINE = re.compile(r"dumping contents of table ")
-
-
-def _expect(conn: psycopg.Connection[Any], control: Control) -> Callable[[str], None]:
-    """Tell the control what to expect (tables, heap bytes); return the stderr line counter."""
-    # relpages (kept by VACUUM/ANALYZE), not pg_relation_size(): that takes a lock on
-    # every table, and would wait behind any exclusive lock before pg_dump even starts.
-    row = conn.execute(
-        "SELECT count(*), coalesce(sum(c.relpages::bigint), 0) * current_setting('block_size')::int"
-        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
-    ).fetchone()
-    tables, heap_bytes = (int(row[0]), int(row[1])) if row else (0, 0)
-    # Text dumps run close to heap size; plus a floor so tiny databases do not show 99% at once.
-    control.expected_bytes = max(heap_bytes, 1_000_000)
-    control.report(tables_total=tables)
-    done = 0
-
-    def on_line(line: str) -> None:
-        nonlocal done
-        if _TABLE_LINE.search(line):
-            done += 1
-            control.report(tables_done=done)
-
-    return on_line
 
 
 def _one(conn: psycopg.Connection[Any], query: str) -> Any:

@@ -17,6 +17,25 @@ from typing import IO
 from pgkeep.errors import ToolError
 
 STDERR_TAIL_BYTES = 4096
+# What a child may inherit from pgkeep's environment: nothing else (no PGKEEP_*, AWS_*,
+# no stray PG* such as PGPASSFILE). Connection settings come from the adapter.
+_INHERITED = ("PATH", "HOME", "TZ", "LANG", "LANGUAGE")
+# libpq's own environment variables: the only ones an adapter may set for a child.
+LIBPQ_VARIABLES = frozenset(
+    {
+        "PGPASSWORD",
+        "PGSSLMODE",
+        "PGSSLROOTCERT",
+        "PGSSLCERT",
+        "PGSSLKEY",
+        "PGSSLCRL",
+        "PGAPPNAME",
+        "PGCONNECT_TIMEOUT",
+        "PGOPTIONS",
+        "PGTZ",
+        "PGCLIENTENCODING",
+    }
+)
 PIPE_BYTES = 1024 * 1024  # Linux's default pipe is 64 KiB; 1 MiB is the unprivileged maximum
 
 
@@ -52,6 +71,16 @@ class StderrTail:
     def text(self) -> str:
         data = b"".join(self._chunks)[-STDERR_TAIL_BYTES:]
         return data.decode("utf-8", "replace").strip()
+
+
+def child_env(**pg: str) -> dict[str, str]:
+    """The environment of a PostgreSQL tool: PATH, HOME, TZ, the locale, and `pg` (PGPASSWORD…)."""
+    env = {k: v for k, v in os.environ.items() if k in _INHERITED or k.startswith("LC_")}
+    for name, value in pg.items():
+        if name not in LIBPQ_VARIABLES:
+            raise ValueError(f"not a PostgreSQL connection variable: {name}")
+        env[name] = value
+    return env
 
 
 def widen_pipe(stream: IO[bytes], size: int = PIPE_BYTES) -> None:

@@ -9,7 +9,7 @@ pg_restore needs a seekable file for out-of-order and parallel restores.
 from __future__ import annotations
 
 import logging
-import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,12 +20,13 @@ from psycopg import sql
 
 from pgkeep.core.models import DumpFormat
 from pgkeep.core.ports import Opener
-from pgkeep.errors import Conflict, Corrupt, RestoreFailed, StorageError
+from pgkeep.errors import Conflict, Corrupt, InsufficientStorage, RestoreFailed, StorageError
 from pgkeep.postgres import catalog, server, tools
-from pgkeep.postgres.process import describe_exit, run, run_feeding
+from pgkeep.postgres.process import child_env, describe_exit, run, run_feeding
 from pgkeep.postgres.target import Target
 
 logger = logging.getLogger(__name__)
+STAGING_MARGIN = 64 * 1024 * 1024  # left free beside a staged archive
 
 
 class PgRestorer:
@@ -61,11 +62,30 @@ class PgRestorer:
         )
         self._admin_sql(query, new)
 
+    def sweep(self, prefix: str) -> list[str]:
+        """Drop every database named `prefix…` (pgkeep's own scratch and staging)."""
+        pattern = prefix.replace("_", r"\_") + "%"
+        with server.connect(self._admin) as conn:
+            rows = conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,)
+            ).fetchall()
+        names = [str(r[0]) for r in rows]
+        for name in names:
+            self.drop(name)
+        return names
+
     def row_counts(self, database: str) -> dict[str, int]:
         with server.connect(self._admin.with_dbname(database)) as conn:
             return catalog.row_counts(conn)
 
-    def load(self, database: str, fmt: DumpFormat, archive_major: int, open_chunks: Opener) -> None:
+    def load(
+        self,
+        database: str,
+        fmt: DumpFormat,
+        archive_major: int,
+        open_chunks: Opener,
+        size_hint: int = 0,
+    ) -> None:
         """Restore into an existing, empty database; RestoreFailed with the tool's stderr tail."""
         target = self._admin.with_dbname(database)
         major = server.server_major(self._admin)
@@ -88,7 +108,7 @@ class PgRestorer:
             return
         pg_restore = self._tool("pg_restore", major, archive_major)
         parallel = ["--jobs", str(self._jobs)] if self._jobs > 1 else ["--single-transaction"]
-        with self._staged(open_chunks) as path:
+        with self._staged(open_chunks, size_hint) as path:
             argv = [
                 str(pg_restore.path),
                 "--exit-on-error",
@@ -100,11 +120,11 @@ class PgRestorer:
             code, tail = run(argv, target.child_env())
         self._raise_for(code, tail, "pg_restore", database)
 
-    def check_archive(self, archive_major: int, open_chunks: Opener) -> str:
+    def check_archive(self, archive_major: int, open_chunks: Opener, size_hint: int = 0) -> str:
         """Read a custom archive end to end with pg_restore (its TOC, then every data block)."""
         pg_restore = self._tool("pg_restore", archive_major, archive_major)
-        env = dict(os.environ)
-        with self._staged(open_chunks) as path:
+        env = child_env()
+        with self._staged(open_chunks, size_hint) as path:
             code, tail = run([str(pg_restore.path), "--list", str(path)], env)
             if code != 0:
                 raise Corrupt("pg_restore cannot read the archive's table of contents", tail)
@@ -139,8 +159,21 @@ class PgRestorer:
             ) from None
 
     @contextmanager
-    def _staged(self, open_chunks: Opener) -> Iterator[Path]:
-        """The archive's bytes in a private temporary file, removed afterwards."""
+    def _staged(self, open_chunks: Opener, size_hint: int) -> Iterator[Path]:
+        """The archive's bytes (decrypted, when the backup is encrypted) in a private (0600)
+        temporary file, removed afterwards whatever happens; refused first when the
+        staging directory has no room for `size_hint` bytes."""
+        where = self._tmp_dir or Path(tempfile.gettempdir())
+        try:
+            free = shutil.disk_usage(where).free
+        except OSError as exc:
+            raise StorageError(f"cannot stage archive in {str(where)!r}: {exc.strerror}") from exc
+        if size_hint and free < size_hint + STAGING_MARGIN:
+            raise InsufficientStorage(
+                f"not enough space in {str(where)!r} (PGKEEP_TMP_DIR) to stage the archive: "
+                f"{free} bytes free, {size_hint} needed",
+                "free space there, or point PGKEEP_TMP_DIR at a larger disk",
+            )
         try:
             handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed below)
                 prefix="pgkeep-archive-", dir=self._tmp_dir, delete=False

@@ -38,3 +38,9 @@ def server_major(target: Target) -> int:
     """The server's major version, e.g. 18; DatabaseUnavailable when it cannot be reached."""
     with connect(target) as conn:
         return major_of(conn)
+
+
+def version_of_server(target: Target) -> str:
+    """The server's version, e.g. "18.6"; DatabaseUnavailable when it cannot be reached."""
+    with connect(target) as conn:
+        return version_of(conn)

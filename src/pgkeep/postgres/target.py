@@ -6,7 +6,6 @@ without it, and the password through `PGPASSWORD` in their environment.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 
@@ -14,6 +13,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgkeep.errors import ConfigError
+from pgkeep.postgres.process import child_env
 
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
@@ -53,11 +53,8 @@ class Target:
         return f"{params.get('host', 'localhost')}:{params.get('port', '5432')}"
 
     def child_env(self) -> dict[str, str]:
-        """Environment for pg_dump & co.: the caller's, with our password and no stray one."""
-        env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
-        if self.password is not None:
-            env["PGPASSWORD"] = self.password
-        return env
+        """Environment for pg_dump & co.: nothing of pgkeep's, and our password alone."""
+        return child_env(PGPASSWORD=self.password) if self.password is not None else child_env()
 
     def redact(self, text: str) -> str:
         """Remove this target's password, and anything shaped like one, from text."""

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pgkeep.errors import ToolError
+from pgkeep.postgres.process import child_env
 
-_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+_VERSION = re.compile(r"\(PostgreSQL\)\s+([0-9]+)(?:\.([0-9]+))?")
 SYSTEM_GLOB = "/usr/lib/postgresql/*/bin"
 
 
@@ -100,12 +101,30 @@ def choose_reader(
     )
 
 
+# The minor releases that brought psql's \restrict and pg_dump --restrict-key (August 2025).
+_RESTRICT_SINCE = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
+
+
+def writes_restrict_key(tool: Tool) -> bool:
+    """Whether this pg_dump takes `--restrict-key` (and this psql knows `\\restrict`)."""
+    if tool.major >= 18:
+        return True
+    minor = tool.version.partition(".")[2]
+    since = _RESTRICT_SINCE.get(tool.major)
+    return since is not None and minor.isdigit() and int(minor) >= since
+
+
 @functools.cache
 def tool_version(path: str) -> tuple[int, str] | None:
     """(major, full version) from `path --version`; None if it is not a PostgreSQL tool."""
     try:
         result = subprocess.run(
-            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
+            [path, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+            env=child_env(),
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

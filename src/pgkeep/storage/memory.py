@@ -7,13 +7,16 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
-from pgkeep.core.models import StoredObject
+from pgkeep.core.models import Features, StoredObject
 from pgkeep.errors import Conflict, NotFound, StorageError
 
 CHUNK_SIZE = 256 * 1024
 
 
 class MemoryStorage:
+    features = Features()
+    where = "memory"
+
     def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._objects: dict[str, tuple[bytes, datetime, int]] = {}
         self._writing: set[str] = set()
@@ -23,14 +26,15 @@ class MemoryStorage:
 
     def list(self) -> list[StoredObject]:
         with self._lock:
-            return [StoredObject(n, len(d), m) for n, (d, m, _) in self._objects.items()]
+            return [StoredObject(n, len(d), m, f'"m{v}"') for n, (d, m, v) in self._objects.items()]
 
-    def open_read(self, name: str) -> MemoryReadHandle:
+    def open_read(self, name: str, listed: StoredObject | None = None) -> MemoryReadHandle:
         with self._lock:
             if name not in self._objects:
                 raise NotFound(f"backup {name!r} not found")
             data, modified, version = self._objects[name]
-        return MemoryReadHandle(data, StoredObject(name, len(data), modified), f'"m{version}"')
+        info = StoredObject(name, len(data), modified, f'"m{version}"')
+        return MemoryReadHandle(data, info, info.etag)
 
     def open_write(self, name: str) -> MemoryWriter:
         with self._lock:
@@ -52,6 +56,9 @@ class MemoryStorage:
             if self._objects.pop(name, None) is None:
                 raise NotFound(f"backup {name!r} not found")
 
+    def changed_elsewhere(self) -> None:
+        pass  # the version is read from the store itself each time
+
     def version(self) -> object | None:
         with self._lock:
             return (self._version, len(self._objects))
@@ -59,7 +66,12 @@ class MemoryStorage:
     def free_bytes(self) -> int | None:
         return None
 
-    def remove_partials(self) -> builtins.list[str]:
+    def check(self) -> str:
+        return "in memory"
+
+    def remove_partials(
+        self, keep: frozenset[str] = frozenset(), older_than: float = 0.0
+    ) -> builtins.list[str]:
         return []  # nothing survives a restart of a process-local store
 
     def _finish(self, name: str, data: bytes | None) -> None:

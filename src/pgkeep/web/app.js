@@ -2,13 +2,25 @@
 "use strict";
 
 const KEY = "pgkeep.token";
+const TARGET = "pgkeep.target";
+const ALL = "*";
 const $ = (id) => document.getElementById(id);
+
+// The target a request is about: the picked one, or a backup's own when showing all.
+function picked() { return sessionStorage.getItem(TARGET) || ""; }
+function withTarget(path, target) {
+  const name = target || (picked() === ALL ? "" : picked());
+  if (!name) { return path; }
+  return `${path}${path.includes("?") ? "&" : "?"}target=${encodeURIComponent(name)}`;
+}
 
 function token() { return sessionStorage.getItem(KEY); }
 
-function show(signedIn) {
+// `why`: shown on the sign-in form when the server refused the token (expired, forged…).
+function show(signedIn, why) {
   $("login").hidden = signedIn;
   $("console").hidden = !signedIn;
+  $("login-error").textContent = why || "";
   if (signedIn) { refresh(); } else { $("token").focus(); }
 }
 
@@ -24,12 +36,13 @@ async function api(method, path, body) {
   }
   const response = await fetch(path, init);
   const data = await response.json().catch(() => ({}));
+  const details = data.details ? ` (${data.details})` : "";
   if (response.status === 401) {
     sessionStorage.removeItem(KEY);
-    show(false);
+    show(false, `Signed out: the server refused the token: ${data.error || "401"}${details}. ` +
+      "Paste a new one.");
   }
   if (!response.ok) {
-    const details = data.details ? ` (${data.details})` : "";
     throw new Error(`${data.error || response.statusText}${details}`);
   }
   return data;
@@ -54,34 +67,105 @@ function button(text, onClick, cls, label) {
   return b;
 }
 
+// A badge, and for a failed verify or an untrusted backup the reason, in words.
 function badge(backup) {
+  const wrap = document.createElement("span");
   const span = document.createElement("span");
   span.className = "badge";
-  if (backup.verified === true) { span.textContent = "verified"; span.classList.add("ok"); }
-  else if (backup.verified === false) { span.textContent = "failed"; span.classList.add("bad"); }
-  else { span.textContent = backup.hasManifest ? "not verified" : "no manifest"; }
-  return span;
+  let reason = "";
+  if (!backup.signed) {
+    span.textContent = "unsigned";
+    span.classList.add("warn");
+    reason = `${backup.trust}: never restored`;
+  } else if (backup.verified === true) {
+    span.textContent = "verified";
+    span.classList.add("ok");
+  } else if (backup.verified === false) {
+    span.textContent = "failed";
+    span.classList.add("bad");
+    reason = backup.verifyProblem || "";
+  } else {
+    span.textContent = "not verified";
+  }
+  wrap.appendChild(span);
+  if (backup.encrypted) {
+    const lock = document.createElement("span");
+    lock.className = "badge";
+    lock.textContent = "encrypted";
+    lock.title = `age, to ${backup.recipients.join(", ")}`;
+    wrap.appendChild(lock);
+  }
+  if (reason) {
+    const why = document.createElement("span");
+    why.className = "reason";
+    why.textContent = reason;
+    wrap.appendChild(why);
+  }
+  return wrap;
+}
+
+function when(iso) { return iso ? new Date(iso).toLocaleString() : "—"; }
+
+// The overview table and the picker, from GET /api/backup/targets.
+async function targets() {
+  const data = await api("GET", "/api/backup/targets");
+  const body = $("targets").querySelector("tbody");
+  body.replaceChildren();
+  for (const t of data.targets) {
+    const row = document.createElement("tr");
+    row.dataset.target = t.name;
+    cell(row, t.name, null, "name");
+    cell(row, t.kind === "globals" ? `globals of ${t.server}` : `${t.database} on ${t.server}`, "What");
+    cell(row, `${t.count}`, "Backups");
+    cell(row, t.lastBackup ? when(t.lastBackup.created) : "none yet", "Newest");
+    cell(row, t.nextRun ? when(t.nextRun) : "not scheduled", "Next run");
+    const health = cell(row, "", "Health");
+    const span = document.createElement("span");
+    span.className = "badge";
+    span.textContent = t.gone ? "gone" : t.reachable ? "reachable" : "unreachable";
+    span.classList.add(t.reachable && !t.gone ? "ok" : "bad");
+    health.appendChild(span);
+    body.appendChild(row);
+  }
+  $("targets-section").hidden = data.count < 2;
+  const select = $("target");
+  const names = data.targets.map((t) => t.name);
+  if (!names.includes(picked()) && picked() !== ALL) {
+    sessionStorage.setItem(TARGET, data.defaultTarget || names[0] || "");
+  }
+  select.replaceChildren();
+  for (const [value, text] of [...names.map((n) => [n, n]), [ALL, "all targets"]]) {
+    const option = document.createElement("option");
+    option.value = value;
+    option.textContent = text;
+    option.selected = value === picked();
+    select.appendChild(option);
+  }
+  $("create").disabled = picked() === ALL;
 }
 
 async function refresh() {
   try {
-    const data = await api("GET", "/api/backup/list");
+    await targets();
+    const data = await api("GET", withTarget("/api/backup/list", picked() === ALL ? ALL : ""));
     const body = $("backups").querySelector("tbody");
     body.replaceChildren();
     for (const b of data.backups) {
       const row = document.createElement("tr");
       row.dataset.filename = b.filename;
+      row.dataset.target = b.target;
       cell(row, b.filename, null, "name");
+      cell(row, b.target, "Target");
       cell(row, b.size, "Size");
       cell(row, new Date(b.created).toLocaleString(), "Created");
       cell(row, b.format === "custom" ? "custom" : `plain, ${b.compression}`, "Format");
       cell(row, "", "Verified").appendChild(badge(b));
       const actions = cell(row, "", null, "actions");
       actions.append(
-        button("Download", () => download(b.filename), "secondary", `Download ${b.filename}`),
-        button("Verify", () => verify(b.filename), "secondary", `Verify ${b.filename}`),
-        button("Restore", () => restore(b.filename), "secondary", `Restore ${b.filename}`),
-        button("Delete", () => remove(b.filename), "danger", `Delete ${b.filename}`),
+        button("Download", () => download(b.filename, b.target), "secondary", `Download ${b.filename}`),
+        button("Verify", () => verify(b.filename, b.target), "secondary", `Verify ${b.filename}`),
+        button("Restore", () => restore(b.filename, b.target), "secondary", `Restore ${b.filename}`),
+        button("Delete", () => remove(b.filename, b.target), "danger", `Delete ${b.filename}`),
       );
       body.appendChild(row);
     }
@@ -137,7 +221,7 @@ async function create(event) {
   $("progress-text").textContent = "starting…";
   say("");
   try {
-    const started = await api("POST", "/api/backup/create?async=true", body);
+    const started = await api("POST", withTarget("/api/backup/create?async=true"), body);
     running = started.job;
     const job = await watch(running);
     if (job.status === "succeeded") { say(`Backup ${job.filename} created.`); }
@@ -155,9 +239,9 @@ async function cancel() {
   try { await api("DELETE", `/api/backup/jobs/${running.id}`); } catch (e) { fail(e.message); }
 }
 
-async function download(name) {
+async function download(name, target) {
   try {
-    const link = await api("POST", `/api/backup/download-link/${encodeURIComponent(name)}`);
+    const link = await api("POST", withTarget(`/api/backup/download-link/${encodeURIComponent(name)}`, target));
     const a = document.createElement("a");
     a.href = link.url;
     a.download = name;
@@ -168,10 +252,10 @@ async function download(name) {
   } catch (e) { fail(e.message); }
 }
 
-async function verify(name) {
+async function verify(name, target) {
   say(`Verifying ${name}…`);
   try {
-    const result = await api("POST", `/api/backup/${encodeURIComponent(name)}/verify`);
+    const result = await api("POST", withTarget(`/api/backup/${encodeURIComponent(name)}/verify`, target));
     const failed = result.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.details}`);
     if (result.verified) { say(`${name} verified: ${result.checks.map((c) => c.name).join(", ")} ok.`); }
     else { fail(`${name} failed verification: ${failed.join("; ")}`); }
@@ -179,23 +263,23 @@ async function verify(name) {
   refresh();
 }
 
-async function restore(name) {
-  const target = window.prompt(
+async function restore(name, target) {
+  const database = window.prompt(
     `Restore ${name} into a NEW database.\nType the name of the database to create:`);
-  if (!target) { return; }
-  say(`Restoring ${name} into ${target}…`);
+  if (!database) { return; }
+  say(`Restoring ${name} into ${database}…`);
   try {
-    const result = await api("POST", `/api/backup/${encodeURIComponent(name)}/restore`,
-      { targetDatabase: target });
+    const result = await api("POST", withTarget(`/api/backup/${encodeURIComponent(name)}/restore`, target),
+      { targetDatabase: database });
     const rows = result.tables.reduce((n, t) => n + t.restoredRows, 0);
     say(`Restored into ${result.targetDatabase}: ${result.tables.length} tables, ${rows} rows, counts match.`);
   } catch (e) { fail(e.message); }
 }
 
-async function remove(name) {
+async function remove(name, target) {
   if (!window.confirm(`Delete ${name}? This cannot be undone.`)) { return; }
   try {
-    await api("DELETE", `/api/backup/${encodeURIComponent(name)}`);
+    await api("DELETE", withTarget(`/api/backup/${encodeURIComponent(name)}`, target));
     say(`Deleted ${name}.`);
   } catch (e) { fail(e.message); }
   refresh();
@@ -210,6 +294,10 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("logout").addEventListener("click", () => { sessionStorage.removeItem(KEY); show(false); });
   $("create-form").addEventListener("submit", create);
+  $("target").addEventListener("change", () => {
+    sessionStorage.setItem(TARGET, $("target").value);
+    refresh();
+  });
   $("cancel").addEventListener("click", cancel);
   show(Boolean(token()));
 });

@@ -11,15 +11,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from pgkeep.core.jobs import job_json
+from pgkeep.core.jobs import JobRunner
 from pgkeep.http.auth import Owner
 from pgkeep.http.errors import documented
-from pgkeep.http.routes.backups import Service
+from pgkeep.http.views import job_json
 
 router = APIRouter(
     prefix="/api/backup/jobs",
     tags=["jobs"],
     responses=documented(
+        (400, "Invalid request"),
         (401, "No authorization token, or an invalid one"),
         (403, "Access denied (not OWNER role)"),
         (404, "Job not found"),
@@ -28,20 +29,25 @@ router = APIRouter(
 EVENT_INTERVAL_SECONDS = 0.5
 
 
+def _jobs(request: Request) -> JobRunner:
+    jobs: JobRunner = request.app.state.runtime.jobs
+    return jobs
+
+
 @router.get("")
-def list_jobs(service: Service, principal: Owner) -> dict[str, Any]:
-    jobs = [job_json(j) for j in service.jobs.list()]
+def list_jobs(request: Request, actor: Owner) -> dict[str, Any]:
+    jobs = [job_json(j) for j in _jobs(request).list()]
     return {"success": True, "jobs": jobs, "count": len(jobs)}
 
 
 @router.get("/{job_id}")
-def get_job(job_id: str, service: Service, principal: Owner) -> dict[str, Any]:
-    return {"success": True, "job": job_json(service.jobs.get(job_id))}
+def get_job(job_id: str, request: Request, actor: Owner) -> dict[str, Any]:
+    return {"success": True, "job": job_json(_jobs(request).get(job_id))}
 
 
 @router.delete("/{job_id}", responses=documented((409, "The job has already finished")))
-def cancel_job(job_id: str, service: Service, principal: Owner) -> dict[str, Any]:
-    return {"success": True, "job": job_json(service.jobs.cancel(job_id))}
+def cancel_job(job_id: str, request: Request, actor: Owner) -> dict[str, Any]:
+    return {"success": True, "job": job_json(_jobs(request).cancel(job_id, actor))}
 
 
 @router.get(
@@ -49,28 +55,28 @@ def cancel_job(job_id: str, service: Service, principal: Owner) -> dict[str, Any
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "progress events"}},
 )
-async def job_events(
-    job_id: str, request: Request, service: Service, principal: Owner
-) -> StreamingResponse:
-    """`progress` events at most every 0.5 s while the job changes, then one `end` event."""
-    service.jobs.get(job_id)
+async def job_events(job_id: str, request: Request, actor: Owner) -> StreamingResponse:
+    """`progress` events at most every 0.5 s while the job changes, then one `end` event.
+    A job of another instance is followed through the control database."""
+    jobs = _jobs(request)
+    await run_in_threadpool(jobs.get, job_id)
 
     async def events() -> AsyncIterator[bytes]:
-        seen = -1
+        seen: dict[str, Any] | None = None
         while True:
-            version = service.jobs.version
-            job = service.jobs.get(job_id)
+            job = await run_in_threadpool(jobs.get, job_id)
+            body = job_json(job)
             if job.status.finished:
-                yield _event("end", job_json(job))
+                yield _event("end", body)
                 return
-            if version != seen:
-                seen = version
-                yield _event("progress", job_json(job))
+            if body != seen:
+                seen = body
+                yield _event("progress", body)
             if await request.is_disconnected():
                 return
             await asyncio.sleep(EVENT_INTERVAL_SECONDS)
             # Wake early when the job finishes, so the final event is not delayed.
-            await run_in_threadpool(service.jobs.wait, job_id, 0.0)
+            await run_in_threadpool(jobs.wait, job_id, 0.0)
 
     return StreamingResponse(
         events(),

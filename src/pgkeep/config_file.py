@@ -1,0 +1,187 @@
+"""The configuration file (PGKEEP_CONFIG, TOML): many targets, servers to discover, overrides.
+
+Top-level keys are the PGKEEP_* settings in lower case without the prefix (the
+environment still overrides them). `[targets.NAME]` names one database;
+`[servers.KEY]` every database on a server that its globs select, found at start
+and before each scheduled run. Both take per-target overrides (schedule,
+retention, formats…). A bad file stops the process with one line naming the
+file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from pgkeep.core import encryption
+from pgkeep.core.models import Compression, DumpFormat
+
+TARGET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.~-]{0,199}", re.ASCII)
+_DURATION = re.compile(r"([0-9]+)([smhd])")
+
+
+def duration(value: object) -> object:
+    """Also accept 90s / 30m / 26h / 2d, besides seconds and ISO 8601 (PT26H)."""
+    if isinstance(value, str) and (m := _DURATION.fullmatch(value.strip())):
+        return timedelta(seconds=int(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]])
+    return value
+
+
+def endpoint(value: object) -> object:
+    """An S3 endpoint: http(s)://host[:port], never with credentials in it."""
+    if value is None:
+        return value
+    parsed = urlparse(str(value))
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("must be http(s)://host[:port]")
+    if parsed.username or parsed.password or parsed.query:
+        raise ValueError("credentials do not belong in the URL (use the AWS variables)")
+    return value
+
+
+def recipients(value: object) -> object:
+    """PGKEEP_AGE_RECIPIENTS: age1… keys, comma-separated (or a list), where any item may
+    instead be the path of a recipients file (one key per line, # comments)."""
+    if value is None:
+        return value
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ValueError("must be age1… keys, comma-separated, or a recipients file")
+    found: list[str] = []
+    for raw in (str(i).strip() for i in items):
+        if not raw:
+            continue
+        if raw.startswith("age1") or raw.startswith("AGE-SECRET-KEY-"):
+            found.append(encryption.parse_recipient(raw))
+            continue
+        try:
+            lines = Path(raw).read_text().splitlines()
+        except OSError as exc:
+            raise ValueError(
+                f"{raw[:200]!a} is neither age1… nor a readable file: {exc.strerror}"
+            ) from None
+        for number, line in enumerate(lines, 1):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                try:
+                    found.append(encryption.parse_recipient(line))
+                except ValueError as exc:
+                    raise ValueError(f"{raw[:200]!a} line {number}: {exc}") from None
+    return tuple(dict.fromkeys(found))
+
+
+class Overrides(BaseModel):
+    """Settings a target (or every target a server has) may set for itself."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schedule: str | None = None
+    verify_schedule: str | None = None
+    retention_days: int | None = Field(default=None, ge=0)
+    retention_keep_last: int | None = Field(default=None, ge=0)
+    retention_keep_daily: int | None = Field(default=None, ge=0)
+    retention_keep_weekly: int | None = Field(default=None, ge=0)
+    retention_keep_monthly: int | None = Field(default=None, ge=0)
+    retention_keep_yearly: int | None = Field(default=None, ge=0)
+    retention_min_keep: int | None = Field(default=None, ge=0)
+    default_format: DumpFormat | None = None
+    default_compression: Compression | None = None
+    default_level: int | None = None
+    row_count_max_bytes: int | None = Field(default=None, ge=0)
+    stale_after: timedelta | None = None
+    dump_timeout: timedelta | None = None
+    storage_url: str | None = None
+    copy_to: tuple[str, ...] | None = None
+    age_recipients: tuple[str, ...] | None = None
+
+    _recipients = field_validator("age_recipients", mode="before")(recipients)
+
+    _duration = field_validator("stale_after", "dump_timeout", mode="before")(duration)
+
+    def values(self) -> dict[str, Any]:
+        """The overrides that are set, for Settings.model_copy(update=…)."""
+        found = {name: getattr(self, name) for name in Overrides.model_fields}
+        return {name: value for name, value in found.items() if value is not None}
+
+
+class TargetConfig(Overrides):
+    """`[targets.NAME]`: one database."""
+
+    database_url: SecretStr
+    prefix: str | None = Field(
+        default=None, description="folder in the store; default the target's name, '' the root"
+    )
+
+
+class StoreConfig(BaseModel):
+    """`[stores.NAME]`: a store on another endpoint, account or region, for copies."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None  # AWS credentials by profile, never inline
+    path_style: bool | None = None
+    retention_days: int | None = Field(default=None, ge=0)
+    retention_keep_last: int | None = Field(default=None, ge=0)
+    retention_keep_daily: int | None = Field(default=None, ge=0)
+    retention_keep_weekly: int | None = Field(default=None, ge=0)
+    retention_keep_monthly: int | None = Field(default=None, ge=0)
+    retention_keep_yearly: int | None = Field(default=None, ge=0)
+    retention_min_keep: int | None = Field(default=None, ge=0)
+
+    _endpoint = field_validator("endpoint_url")(endpoint)
+
+    def retention(self) -> dict[str, Any]:
+        """The retention settings this store sets for itself."""
+        found = {n: getattr(self, n) for n in type(self).model_fields if n.startswith("retention")}
+        return {n: v for n, v in found.items() if v is not None}
+
+
+class ServerConfig(Overrides):
+    """`[servers.KEY]`: every database on a server the globs select, and optionally globals."""
+
+    url: SecretStr
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    globals: bool = False
+
+
+def read(path: Path) -> dict[str, Any]:
+    """The file's tables, or ValueError with the line of a syntax error."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read it: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def locate(path: Path, loc: tuple[str | int, ...]) -> str:
+    """`file:line: key` for a setting's location, as well as the text allows."""
+    key = ".".join(str(part) for part in loc)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return f"{path}: {key}"
+    table, name = [str(p) for p in loc[:-1]], str(loc[-1])
+    current: list[str] = []
+    for number, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        header = re.fullmatch(r"\[([^\]]+)\]", text)
+        if header:
+            current = [part.strip().strip('"') for part in header[1].split(".")]
+            if current == [*table, name]:
+                return f"{path}:{number}: {key}"
+            continue
+        if current == table and re.match(rf'"?{re.escape(name)}"?\s*=', text):
+            return f"{path}:{number}: {key}"
+    return f"{path}: {key}"

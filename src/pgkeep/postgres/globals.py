@@ -1,0 +1,122 @@
+"""Globals: a server's roles and tablespaces, dumped with `pg_dumpall --globals-only`.
+
+A role that may not read pg_authid gets `--no-role-passwords` (recorded in the
+manifest's flags); a restore of globals is by hand, never through the API.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pgkeep.core.control import Control
+from pgkeep.core.models import BackupOptions
+from pgkeep.errors import DumpFailed
+from pgkeep.postgres import discovery, server, tools
+from pgkeep.postgres.process import ReadAhead, StderrTail, describe_exit, spawn, widen_pipe
+from pgkeep.postgres.target import Target
+
+CHUNK_SIZE = 1024 * 1024
+GLOBALS = "(globals)"
+
+
+class GlobalsStream:
+    def __init__(
+        self,
+        chunks: Iterator[bytes],
+        versions: tuple[str, str],
+        key: str | None,
+        flags: tuple[str, ...],
+    ) -> None:
+        self.chunks = chunks
+        self.server_version, self.tool_version = versions
+        self.restrict_key = key
+        self.flags = flags
+
+    def row_counts(self) -> dict[str, int] | None:
+        return None
+
+
+class PgGlobalsDumper:
+    """Dumper for a server's globals (the `target` is the server's maintenance database)."""
+
+    kind = "globals"
+
+    def __init__(self, admin: Target, bin_dirs: list[Path], lock_wait_seconds: int = 300) -> None:
+        self._admin = admin
+        self._bin_dirs = bin_dirs
+        self._lock_wait = lock_wait_seconds
+
+    @property
+    def target(self) -> str:
+        return f"globals of {self._admin.address}"
+
+    def database_size(self) -> int:
+        return 1_000_000  # roles and tablespaces: small
+
+    def check(self) -> str:
+        tool = self._tool()
+        return f"{self._admin.address} reachable; pg_dumpall {tool.version} at {tool.path}"
+
+    def _tool(self) -> tools.Tool:
+        major = server.server_major(self._admin)
+        return tools.choose(tools.find_tools("pg_dumpall", self._bin_dirs), major, "pg_dumpall")
+
+    @contextmanager
+    def dump(
+        self,
+        options: BackupOptions | None = None,
+        control: Control | None = None,
+        restrict_key: str = "",
+    ) -> Iterator[GlobalsStream]:
+        tool = self._tool()
+        flags: tuple[str, ...] = ()
+        if not discovery.can_read_role_passwords(self._admin):
+            flags = ("--no-role-passwords",)
+        key = restrict_key if restrict_key and tools.writes_restrict_key(tool) else None
+        argv = [
+            str(tool.path),
+            "--globals-only",
+            "--no-password",
+            f"--lock-wait-timeout={self._lock_wait}s",
+            *flags,
+            *([f"--restrict-key={key}"] if key else []),
+            f"--dbname={self._admin.conninfo}",
+        ]
+        proc = spawn(
+            argv, self._admin.child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
+        )
+        assert proc.stdout is not None  # noqa: S101 (PIPE)
+        assert proc.stderr is not None  # noqa: S101 (PIPE)
+        if control is not None:
+            control.on_cancel(proc.kill)
+        tail = StderrTail(proc.stderr)
+        widen_pipe(proc.stdout)
+        reader = ReadAhead(proc.stdout.fileno(), CHUNK_SIZE)
+        version = server.version_of_server(self._admin)
+        try:
+            yield GlobalsStream(
+                self._chunks(proc, reader, tail), (version, tool.version), key, flags
+            )
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            reader.close()
+            proc.stdout.close()
+            tail.join()
+
+    def _chunks(
+        self, proc: subprocess.Popen[bytes], reader: ReadAhead, tail: StderrTail
+    ) -> Iterator[bytes]:
+        yield from reader
+        code = proc.wait()
+        tail.join()
+        if code != 0:
+            raise DumpFailed(
+                f"{describe_exit('pg_dumpall', code)} on {self._admin.address}",
+                self._admin.redact(tail.text()),
+                exit_code=code,
+            )

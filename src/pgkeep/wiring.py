@@ -1,0 +1,217 @@
+"""Settings → targets, their services, jobs, the audit log, alerts and the scheduler.
+
+The one place adapters are chosen; the HTTP app and the CLI both start here.
+Building touches nothing outside the process: `Runtime.start()` does the
+start-up work (discovering the databases of `[servers.*]`, crash recovery,
+sweeping scratch databases, the scheduler), so the app runs it in its lifespan
+and the CLI only what it needs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pgkeep import scheduling, targets
+from pgkeep.config import Settings
+from pgkeep.core.catalog import Catalog
+from pgkeep.core.copying import Copier
+from pgkeep.core.creating import Creating
+from pgkeep.core.events import Events
+from pgkeep.core.job_records import StoredJobRecords
+from pgkeep.core.jobs import JobRunner, Pool
+from pgkeep.core.leases import Leases
+from pgkeep.core.manifests import ManifestStore
+from pgkeep.core.ports import Dumper, Storage
+from pgkeep.core.proving import Proving, Restorers
+from pgkeep.core.restore_rules import RestoreRules
+from pgkeep.core.service import BackupService, Pools
+from pgkeep.core.signing import Signer
+from pgkeep.errors import ConfigError
+from pgkeep.notify import Notifier
+from pgkeep.postgres import discovery, tools
+from pgkeep.postgres.audit_trail import PgAuditTrail
+from pgkeep.postgres.coordination import PgCoordination
+from pgkeep.postgres.dump import PgDumper
+from pgkeep.postgres.globals import PgGlobalsDumper
+from pgkeep.postgres.ledger import PgAuditAnchor
+from pgkeep.postgres.restore import PgRestorer
+from pgkeep.postgres.target import Target
+from pgkeep.runtime import Runtime
+from pgkeep.storage.audit import AuditLog, Trail
+from pgkeep.stores import Stores
+from pgkeep.targets import TargetSpec
+
+logger = logging.getLogger(__name__)
+
+AUDIT_FILE = "pgkeep-audit.jsonl"
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Factory:
+    """What every target's service shares, and how one is built from its spec."""
+
+    settings: Settings
+    root: Storage | None  # a store given instead of the backup directory (tests)
+    signer: Signer
+    events: Events
+    jobs: JobRunner
+    pools: Pools
+    control: Target
+    clock: Clock
+    stores: Stores
+
+    def databases(self, server: str) -> list[str]:
+        """The databases a server's URL reaches that could be dumped."""
+        return discovery.databases(Target.from_url(server))
+
+    def service(self, spec: TargetSpec) -> BackupService:
+        s = spec.settings
+        bin_dirs = tools.search_dirs(s.pg_bin_dir)
+        lock_wait = int(s.lock_wait_timeout.total_seconds())
+        server = spec.target.with_dbname("postgres")  # databases are created from here
+        dumper: Dumper = PgDumper(spec.target, bin_dirs, s.row_count_max_bytes, lock_wait)
+        database = spec.target.dbname
+        if spec.kind == "globals":
+            dumper = PgGlobalsDumper(spec.target, bin_dirs, lock_wait)
+            database = spec.target.address
+        storage = self._storage(s, spec.prefix)
+        catalog = self._catalog(spec.name, database, storage, s, spec.kind)
+        keys = s.age_keys()
+        copies = [(store, self._copy_catalog(spec, database, store)) for store in s.copy_to]
+        creating = Creating(
+            catalog,
+            dumper,
+            self.events,
+            self.clock,
+            defaults=s.default_options(),
+            min_free_bytes=s.min_free_bytes,
+            timeout=s.dump_timeout,
+            recipients=keys.recipients,
+        )
+        verify_url = s.verify_database_url
+        scratch = Target.from_url(verify_url.get_secret_value()) if verify_url else server
+
+        def restorer(target: Target) -> PgRestorer:
+            return PgRestorer(target, bin_dirs, jobs=s.restore_jobs, tmp_dir=s.tmp_dir)
+
+        rules = RestoreRules(
+            protected=frozenset({self.control.dbname}),
+            replace_allow=frozenset(s.restore_replace_allow),
+        )
+        restorers = Restorers(restorer(server), restorer(scratch))
+        proving = Proving(catalog, restorers, self.events, self.clock, rules, copies, keys)
+        copier = Copier(catalog, copies, self.events, backoff=s.copy_backoff_seconds)
+        self.events.subscribe(copier.on_event)
+        return BackupService(catalog, creating, proving, self.jobs, self.pools, copier=copier)
+
+    def root_store(self) -> Storage:
+        return self.root if self.root is not None else self.stores.primary(self.settings, "")
+
+    def _storage(self, settings: Settings, prefix: str) -> Storage:
+        if self.root is not None:
+            return self.root
+        return self.stores.primary(settings, prefix)
+
+    def _catalog(
+        self, name: str, database: str, storage: Storage, settings: Settings, kind: str
+    ) -> Catalog:
+        manifests = ManifestStore(storage, self.signer)
+        policy = settings.retention_policy()
+        return Catalog(name, database, storage, manifests, self.events, policy, self.clock, kind)
+
+    def _copy_catalog(self, spec: TargetSpec, database: str, store: str) -> Catalog:
+        """A copy store's catalog of this target: its own retention (a [stores] section's, or
+        the target's)."""
+        named = self.settings.stores.get(store)
+        settings = spec.settings.model_copy(update=named.retention() if named else {})
+        storage = self.stores.open(store, spec.prefix, "PGKEEP_COPY_TO")
+        if storage.where == self._storage(spec.settings, spec.prefix).where:
+            raise ConfigError(f"PGKEEP_COPY_TO: {store!a} is the primary store itself")
+        return self._catalog(f"{spec.name}@{store}", database, storage, settings, spec.kind)
+
+
+def build(settings: Settings, *, clock: Clock = utc_now, storage: Storage | None = None) -> Runtime:
+    """The runtime for `settings`; `storage` replaces the backup directory (tests)."""
+    specs = targets.explicit(settings)
+    if not specs and not settings.servers:
+        raise ConfigError(
+            "PGKEEP_DATABASE_URL: not set; it names the database to back up "
+            "(or name targets and servers in PGKEEP_CONFIG)"
+        )
+    control = control_database(settings, specs)
+    current, old = settings.signing_keys()
+    signer = Signer(current, old)
+    events = Events(clock)
+    stores = Stores(settings)
+    records = StoredJobRecords(storage if storage is not None else stores.primary(settings, ""))
+    coordination = None
+    if settings.control_database_url is not None:  # shared by instances: jobs live there
+        coordination = PgCoordination(
+            control, lease_seconds=settings.job_lease_seconds, keep_for=settings.job_retention
+        )
+    jobs = JobRunner(
+        records, clock, keep_for=settings.job_retention, events=events, coordination=coordination
+    )
+    pools = Pools(
+        dumps=Pool("dumps", settings.max_concurrent_dumps),
+        proving=Pool("proving", settings.verify_concurrency, settings.verify_queue),
+    )
+    factory = Factory(settings, storage, signer, events, jobs, pools, control, clock, stores)
+    audit: Trail
+    if coordination is not None:  # one chain for every instance, as rows
+        audit = PgAuditTrail(coordination.connection, signer.derive("audit"), coordination.where)
+    else:
+        audit = audit_log(
+            settings, signer, settings.audit_log or settings.backup_dir / AUDIT_FILE, control
+        )
+    events.subscribe(audit.on_event)
+    runtime = Runtime(settings, factory, audit)
+    for spec in specs:
+        runtime.add(spec)
+    if settings.notify_urls:
+        secret = settings.notify_secret.get_secret_value() if settings.notify_secret else None
+        runtime.notifier = Notifier(
+            settings.notify_urls, secret, send_success=settings.notify_success
+        )
+        events.subscribe(runtime.notifier.on_event)
+    runtime.scheduler = scheduling.scheduler(runtime)
+    if coordination is not None:
+        runtime.leases = Leases(jobs, coordination, runtime.after_lapsed)
+    return runtime
+
+
+def control_database(settings: Settings, specs: list[TargetSpec]) -> Target:
+    """Where the schedule ledger and the audit anchor live (PGKEEP_CONTROL_DATABASE_URL, or
+    PGKEEP_SCHEDULE_DATABASE on the one server every target is on)."""
+    if settings.control_database_url is not None:
+        return Target.from_url(settings.control_database_url.get_secret_value())
+    servers = {spec.target.address: spec.target for spec in specs}
+    for server in settings.servers.values():
+        admin = Target.from_url(server.url.get_secret_value())
+        servers.setdefault(admin.address, admin)
+    if len(servers) > 1:
+        raise ConfigError(
+            "PGKEEP_CONTROL_DATABASE_URL: required when targets live on several servers "
+            f"({', '.join(sorted(servers))}); name the database for pgkeep's ledger"
+        )
+    return next(iter(servers.values())).with_dbname(settings.schedule_database)
+
+
+def audit_log(
+    settings: Settings, signer: Signer, path: Path, control: Target | None = None
+) -> AuditLog:
+    """The audit log at `path`, its chain keyed from the signing key, its head anchored in
+    the control database."""
+    if control is None:
+        control = control_database(settings, targets.explicit(settings))
+    anchor = PgAuditAnchor(control, str(path.resolve()))
+    return AuditLog(path, signer.derive("audit"), anchor)

@@ -1,0 +1,175 @@
+"""age in the byte chain: streamed both ways, interoperable with the reference `age` command,
+damage and missing keys told apart."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyrage
+import pytest
+
+from pgkeep.core import encryption, pipeline
+from pgkeep.core.compression import decompressor
+from pgkeep.core.models import BackupOptions, Compression, DumpFormat
+from pgkeep.errors import Corrupt, NoIdentity
+from pgkeep.storage import MemoryStorage
+
+DATA = b"".join(b"row %d: marker-0f3c2a in the data\n" % i for i in range(200_000))
+AGE = shutil.which("age")
+needs_age = pytest.mark.skipif(AGE is None, reason="Debian's age is not installed (make test does)")
+
+
+def _key() -> tuple[str, object]:
+    identity = pyrage.x25519.Identity.generate()
+    return str(identity.to_public()), identity
+
+
+def _chunks(data: bytes, size: int = 65_537) -> Iterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+def _seal(data: bytes, options: BackupOptions, recipients: tuple[str, ...]) -> bytes:
+    storage = MemoryStorage()
+    with storage.open_write("x") as writer:
+        chain = pipeline.WriteChain(options, writer, recipients)
+        for chunk in _chunks(data):
+            chain.feed(chunk)
+        chain.finish("x")
+        writer.commit()
+    handle = storage.open_read("x")
+    return b"".join(handle.iter_range(0, handle.info.size_bytes))
+
+
+def _sealing(compression: Compression, recipients: tuple[str, ...]) -> pipeline.Sealing:
+    return pipeline.Sealing(compression, True, tuple(encryption.fingerprint(r) for r in recipients))
+
+
+@pytest.mark.parametrize("compression", list(Compression))
+def test_the_chain_compresses_then_encrypts_and_back(compression: Compression) -> None:
+    public, identity = _key()
+    stored = _seal(DATA, BackupOptions(DumpFormat.PLAIN, compression), (public,))
+    assert stored.startswith(encryption.HEADER_LINE)
+    assert b"marker-0f3c2a" not in stored
+    keys = encryption.Keys((public,), (identity,))
+    sealing = _sealing(compression, (public,))
+    assert b"".join(pipeline.content(_chunks(stored), sealing, keys)) == DATA
+    found = pipeline.inspect(_chunks(stored), sealing, keys)
+    assert (found.problem, found.decoded_bytes, found.opened) == ("", len(DATA), True)
+
+
+def test_without_an_identity_the_header_is_checked_and_nothing_decrypted() -> None:
+    public, _ = _key()
+    stored = _seal(DATA, BackupOptions(), (public,))
+    sealing = _sealing(Compression.NONE, (public,))
+    found = pipeline.inspect(_chunks(stored), sealing)
+    assert (found.problem, found.opened) == ("", False)
+    for bad, problem in [
+        (b"not age at all\n" + stored, "first line is not age-encryption.org/v1"),
+        (stored.replace(b"-> X25519", b"-> X25519 \x01", 1), "malformed recipient stanza"),
+        (stored[:40], "ends before it does"),
+    ]:
+        assert problem in pipeline.inspect(_chunks(bad), sealing).problem
+    with pytest.raises(NoIdentity, match=r"no identity for recipients age:[0-9a-f]{16}"):
+        list(pipeline.content(_chunks(stored), sealing))
+
+
+def test_a_flipped_byte_is_damage_and_a_wrong_key_is_no_identity() -> None:
+    public, identity = _key()
+    other_public, other = _key()
+    stored = bytearray(_seal(DATA, BackupOptions(), (public,)))
+    keys = encryption.Keys((public,), (identity,))
+    sealing = _sealing(Compression.NONE, (public,))
+    stored[len(stored) // 2] ^= 0x01
+    found = pipeline.inspect(_chunks(bytes(stored)), sealing, keys)
+    assert "age data is damaged" in found.problem
+    with pytest.raises(Corrupt, match="age data is damaged"):
+        list(pipeline.content(_chunks(bytes(stored)), sealing, keys))
+    stored[len(stored) // 2] ^= 0x01
+    # The manifest says `public`; only `other` is configured: refused before reading.
+    wrong = encryption.Keys((other_public,), (other,))
+    with pytest.raises(NoIdentity):
+        list(pipeline.content(_chunks(bytes(stored)), sealing, wrong))
+    # A manifest that named `other` (it cannot, signed) would meet pyrage's own refusal.
+    lying = _sealing(Compression.NONE, (other_public,))
+    with pytest.raises(NoIdentity):
+        list(pipeline.content(_chunks(bytes(stored)), lying, wrong))
+
+
+def test_truncated_ciphertext_is_damage() -> None:
+    public, identity = _key()
+    stored = _seal(DATA, BackupOptions(), (public,))
+    keys = encryption.Keys((public,), (identity,))
+    found = pipeline.inspect(_chunks(stored[:-100]), _sealing(Compression.NONE, (public,)), keys)
+    assert "age data is damaged" in found.problem
+
+
+def test_a_consumer_that_stops_early_leaves_no_thread_behind() -> None:
+    public, identity = _key()
+    stored = _seal(DATA, BackupOptions(), (public,))
+    keys = encryption.Keys((public,), (identity,))
+    before = threading.active_count()
+    reader = pipeline.content(_chunks(stored), _sealing(Compression.NONE, (public,)), keys)
+    next(reader)
+    reader.close()
+    assert threading.active_count() == before
+
+
+def test_several_recipients_each_open_it() -> None:
+    keys = [_key() for _ in range(3)]
+    recipients = tuple(public for public, _ in keys)
+    stored = _seal(DATA[:1000], BackupOptions(), recipients)
+    for _, identity in keys:
+        opened = encryption.Keys((), (identity,))
+        sealing = _sealing(Compression.NONE, recipients)
+        assert b"".join(pipeline.content(_chunks(stored), sealing, opened)) == DATA[:1000]
+
+
+def test_identity_files_and_recipients_are_parsed_and_never_echoed() -> None:
+    public, identity = _key()
+    assert encryption.parse_recipient(f"  {public} ") == public
+    secret = str(identity)
+    with pytest.raises(ValueError, match="private key") as caught:
+        encryption.parse_recipient(secret)
+    assert secret not in str(caught.value)
+    assert len(encryption.parse_identities(f"# created: today\n\n{secret}\n")) == 1
+    with pytest.raises(ValueError, match="line 2 is not an age identity") as caught:
+        encryption.parse_identities(f"{secret}\n{secret[:-3]}xyz\n")
+    assert secret[:-3] not in str(caught.value)
+    with pytest.raises(ValueError, match="holds no age identity"):
+        encryption.parse_identities("# nothing\n")
+
+
+@needs_age
+def test_the_age_command_opens_what_pgkeep_wrote_and_the_reverse(tmp_path: Path) -> None:
+    assert AGE is not None
+    key_file = tmp_path / "key.txt"
+    subprocess.run(["age-keygen", "-o", str(key_file)], check=True, capture_output=True)
+    public = subprocess.run(
+        ["age-keygen", "-y", str(key_file)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    stored = _seal(DATA, BackupOptions(DumpFormat.PLAIN, Compression.ZSTD), (public,))
+    opened = subprocess.run(
+        [AGE, "-d", "-i", str(key_file)], input=stored, check=True, capture_output=True
+    ).stdout
+    codec = decompressor(Compression.ZSTD)
+    assert codec.process(opened) + codec.finish() == DATA
+    # And a file the age command encrypted opens in pgkeep's chain.
+    theirs = subprocess.run([AGE, "-r", public], input=DATA, check=True, capture_output=True).stdout
+    keys = encryption.Keys((), encryption.parse_identities(key_file.read_text()))
+    sealing = _sealing(Compression.NONE, (public,))
+    assert b"".join(pipeline.content(_chunks(theirs), sealing, keys)) == DATA
+
+
+def test_fingerprints_are_stable_short_and_not_the_key() -> None:
+    public, _ = _key()
+    fp = encryption.fingerprint(public)
+    assert fp == encryption.fingerprint(f" {public}\n")
+    assert fp.startswith("age:")
+    assert len(fp) == 20
+    assert public[4:20] not in fp
+    assert encryption.fingerprint(_key()[0]) != fp

@@ -1,0 +1,66 @@
+"""`make run` as a newcomer runs it: `pgkeep demo`, read its banner, use what it prints."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import httpx
+
+from pgkeep.postgres.cluster import _free_port
+
+
+def test_demo_with_s3_serves_backups_from_a_throwaway_bucket(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PGKEEP_", "AWS_"))}
+    env |= {"PGKEEP_DEMO_S3": "1", "PGKEEP_BACKUP_DIR": str(tmp_path / "b")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pgkeep", "demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    banner = ""
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 120
+        while "Ctrl-C stops it." not in banner and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            banner += line
+        exports = dict(re.findall(r"export (\w+)=(\S+)", banner))
+        assert "backups in: s3://pgkeep-demo/backups at http://127.0.0.1:" in banner, banner
+        base = f"http://127.0.0.1:{port}"
+        auth = {"Authorization": f"Bearer {exports['TOKEN']}"}
+        for _ in range(100):
+            try:
+                httpx.get(f"{base}/healthz")
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        created = httpx.post(f"{base}/api/backup/create", headers=auth, timeout=60).json()
+        listed = httpx.get(f"{base}/api/backup/list", headers=auth).json()
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=exports["PGKEEP_S3_ENDPOINT_URL"],
+            aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"],
+            region_name="us-east-1",
+        )
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="pgkeep-demo")["Contents"]]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[0]
+    assert [b["filename"] for b in listed["backups"]] == [created["filename"]]
+    assert f"backups/{created['filename']}" in keys
+    assert not list((tmp_path / "b").glob("backup-*"))
+    assert "Stopped; the throwaway cluster is removed." in rest, rest[-3000:]
+    assert proc.returncode == 0

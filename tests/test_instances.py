@@ -49,7 +49,12 @@ class Fleet:
         self.bucket = bucket
         self.slow = ""
         self.env_control = ""  # the control database's name
-        self.env = {"PGKEEP_CONFIG": str(config), "PGKEEP_JWT_SECRET": SECRET, **env}
+        self.env = {
+            "PGKEEP_CONFIG": str(config),
+            "PGKEEP_JWT_SECRET": SECRET,
+            "PGKEEP_SHUTDOWN_GRACE_SECONDS": "2",
+            **env,
+        }
         self.procs: list[subprocess.Popen[bytes]] = []
         self.bases: list[str] = []
 

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import resource
+import secrets
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from pgkeep import wiring
+from pgkeep.config import Settings
+from pgkeep.core.schedule import Scheduler
 from pgkeep.postgres.cluster import ThrowawayCluster, _free_port
 from tests.conftest import SECRET
 
@@ -70,6 +77,8 @@ def server_env(database: str, backup_dir: Path, cluster: ThrowawayCluster) -> di
         "PGKEEP_JWT_SECRET": SECRET,
         "PGKEEP_BACKUP_DIR": str(backup_dir),
         "PGKEEP_PG_BIN_DIR": str(cluster.bin_dir),
+        # A test's server stopped with a dump still running waits this long, not 30 s.
+        "PGKEEP_SHUTDOWN_GRACE_SECONDS": "2",
     }
 
 
@@ -178,39 +187,56 @@ def test_serve_process_json_logs_carry_request_ids(
     assert '"request_id": "trace-42"' in audit
 
 
-def test_two_serve_processes_race_for_one_scheduled_slot(
-    database: str, cluster: ThrowawayCluster, tmp_path: Path
+@pytest.mark.parametrize("shared", [False, True], ids=["ledger", "control-database"])
+def test_two_processes_race_for_one_scheduled_slot(
+    make_settings: Callable[..., Settings],
+    cluster: ThrowawayCluster,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    shared: bool,
 ) -> None:
-    """Both wake for the same minute; exactly one backup is taken. (Waits for a minute slot.)"""
-    dirs = [tmp_path / "a", tmp_path / "b"]
-    envs = [
-        server_env(database, d, cluster)
-        | {"PGKEEP_SCHEDULE": "* * * * *", "PGKEEP_SCHEDULER_INTERVAL_SECONDS": "0.5"}
-        for d in dirs
+    """Two runtimes (as two processes build them), each with its own backup directory and
+    ledger connection, wake for the same slot at once; exactly one backup is taken. Shared:
+    as instances with a control database (jobs and slots there too). Their clock is
+    injected, so no real cron minute is waited for."""
+    day = datetime(2031, 1, 1, tzinfo=UTC) + timedelta(days=secrets.randbelow(3000))
+    now = [day.replace(hour=12, minute=0, second=30)]
+    extra: dict[str, object] = {}
+    if shared:
+        control = "race_control_" + secrets.token_hex(3)
+        cluster.create_database(control)
+        extra["control_database_url"] = cluster.url(control)
+    runtimes = [
+        wiring.build(
+            make_settings(backup_dir=tmp_path / d, schedule="* * * * *", **extra),
+            clock=lambda: now[0],
+        )
+        for d in ("a", "b")
     ]
+    schedulers = [r.scheduler for r in runtimes]
+    assert all(s is not None for s in schedulers)
+    # First ticks, before the 12:01 slot: nothing is due (and no catch-up: this database's
+    # schedule never ran before).
+    for scheduler in schedulers:
+        assert scheduler is not None
+        scheduler.tick()
+    now[0] = day.replace(hour=12, minute=1, second=0, microsecond=200_000)
+    together = threading.Barrier(2)
 
-    def backups() -> list[str]:
-        return [p.name for d in dirs if d.exists() for p in d.glob("backup-*.sql")]
+    def wake(scheduler: Scheduler) -> None:
+        together.wait()
+        scheduler.tick()
 
-    # Both must be up before the slot, or the late one rightly schedules the next minute
-    # and there is no race: start early in a minute (a server starts in a few seconds).
-    second = time.localtime().tm_sec
-    if second > 30:
-        time.sleep(61 - second)
-
-    with (
-        serving(envs[0], tmp_path / "a.log") as first,
-        serving(envs[1], tmp_path / "b.log"),
-    ):
-        deadline = time.monotonic() + 90
-        while not backups() and time.monotonic() < deadline:
-            time.sleep(0.5)
-        time.sleep(5)  # give the loser every chance to run it too
-        taken = backups()
-        ready = httpx.get(f"{first}/readyz").json()
+    with caplog.at_level(logging.INFO):
+        threads = [threading.Thread(target=wake, args=(s,)) for s in schedulers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    for runtime in runtimes:
+        if runtime.jobs.coordination is not None:
+            runtime.jobs.coordination.close()
+    taken = [p.name for d in ("a", "b") for p in (tmp_path / d).glob("backup-*.sql")]
     assert len(taken) == 1, taken
-    [scheduler] = [c for c in ready["checks"] if c["name"] == "scheduler"]
-    assert scheduler["ok"] is True
-    logs = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
-    assert logs.count("scheduled backup started for slot") == 1
-    assert "already taken by another process" in logs
+    assert caplog.text.count("scheduled backup started for slot") == 1
+    assert "already taken by another process" in caplog.text

@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     verify_queue: int = Field(default=16, ge=0, le=10_000)
     job_retention: timedelta = timedelta(days=7)
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0, le=86400)
     max_connections: int | None = Field(default=None, ge=8)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     retention_days: int = Field(default=30, ge=0)

@@ -8,7 +8,10 @@ of `[servers.*]`, crash recovery, sweeping scratch databases, the scheduler.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -65,6 +68,7 @@ class Runtime:
     scheduler: Scheduler | None = None
     leases: Leases | None = None  # with a shared control database
     _stopping: threading.Event = field(default_factory=threading.Event)
+    _grace_until: float | None = None  # set when shutting down began
 
     @property
     def events(self) -> Events:
@@ -251,9 +255,45 @@ class Runtime:
             except PgkeepError as exc:
                 raise ConfigError(f"{catalog.storage.where}: {exc.message}", exc.details) from exc
 
+    @property
+    def instance(self) -> str:
+        coordination = self.jobs.coordination
+        return (
+            coordination.instance
+            if coordination is not None
+            else f"{socket.gethostname()}:{os.getpid()}"
+        )
+
+    def shutting_down(self) -> None:
+        """SIGTERM (or Ctrl-C): take no more jobs and hand the queued ones back at once;
+        the running ones get the grace period (`stop`). Safe to call more than once."""
+        if self._grace_until is not None:
+            return
+        self._grace_until = time.monotonic() + self.settings.shutdown_grace_seconds
+        reason = f"instance {self.instance} is shutting down"
+        for job in self.jobs.close(reason):
+            logger.warning(
+                "shutdown: queued job %s (%s %s) handed back", job.id, job.kind, job.target
+            )
+
     def stop(self) -> None:
-        self._stopping.set()
+        """Shut down: running jobs finish within the grace period or are cancelled and
+        cleaned up (pg_dump stopped, partial or upload removed), each logged as which."""
+        self.shutting_down()
         if self.scheduler is not None:
             self.scheduler.stop()
+        assert self._grace_until is not None  # noqa: S101 (set just above)
+        drained = self.jobs.drain(
+            self._grace_until, f"cancelled: instance {self.instance} shut down before it finished"
+        )
+        for job_id in drained.finished:
+            logger.info("shutdown: job %s finished within the grace period", job_id)
+        for job_id in drained.cancelled:
+            logger.warning("shutdown: job %s cancelled and cleaned up", job_id)
+        for job_id in drained.stuck:
+            logger.error("shutdown: job %s did not stop; its lease will lapse", job_id)
+        self._stopping.set()
         if self.leases is not None:
             self.leases.stop()
+        if self.jobs.coordination is not None:
+            self.jobs.coordination.close()

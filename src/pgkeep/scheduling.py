@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 def scheduler(runtime: Runtime) -> Scheduler | None:
     """The runtime's schedules and checks; None when it has neither."""
-    now = datetime.now(UTC)
+    clock = runtime.factory.clock  # injected: tests never wait for a real cron minute
+    now = clock()
     identity = f"{socket.gethostname()}:{os.getpid()}"
     control = runtime.factory.control
     schedules = []
@@ -67,9 +68,7 @@ def scheduler(runtime: Runtime) -> Scheduler | None:
     checks = _stale_checks(runtime)
     if not schedules and not checks:
         return None
-    found = Scheduler(
-        schedules, checks, lambda: datetime.now(UTC), runtime.settings.scheduler_interval_seconds
-    )
+    found = Scheduler(schedules, checks, clock, runtime.settings.scheduler_interval_seconds)
     for service in runtime.services.values():
         service.probes.append(lambda: _scheduler_check(found))
     return found

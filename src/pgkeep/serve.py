@@ -39,4 +39,12 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     port = port or settings.port
     targets = ",".join(app.state.runtime.services)
     logger.info("pgkeep serving target=%s on http://%s:%d", targets, host, port)
-    server.run(app, host, port, settings.max_connections, settings.header_timeout_seconds)
+    server.run(
+        app,
+        host,
+        port,
+        settings.max_connections,
+        settings.header_timeout_seconds,
+        grace_seconds=settings.shutdown_grace_seconds,
+        on_exit=app.state.runtime.shutting_down,
+    )

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from pgkeep.core.control import Control, Progress
 from pgkeep.core.events import Actor, Event, Events
-from pgkeep.errors import Busy, Cancelled, Conflict, NotFound, PgkeepError
+from pgkeep.errors import Busy, Cancelled, Conflict, NotFound, PgkeepError, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,10 @@ class Coordination(Protocol):
     instance: str
     lease_seconds: float
 
+    def close(self) -> None:
+        """Close the connections kept open (at the end of a shutdown)."""
+        ...
+
     @property
     def where(self) -> str:
         """The control database, for messages (host:port/dbname)."""
@@ -153,6 +157,16 @@ class Coordination(Protocol):
 Work = Callable[[Control], tuple[str | None, Any]]
 
 
+@dataclass(frozen=True)
+class Drained:
+    """What a shutdown did with the jobs that were running: finished in the grace period,
+    cancelled and cleaned up, or still running when the process went (their leases lapse)."""
+
+    finished: list[str]
+    cancelled: list[str]
+    stuck: list[str]
+
+
 class JobRunner:
     """Runs jobs on threads and keeps their records (recent first) in memory and storage."""
 
@@ -179,6 +193,7 @@ class JobRunner:
         # interleave and a finished job is on disk before a waiter wakes.
         self._changed = threading.Condition(threading.RLock())
         self._version = 0
+        self._closing: str | None = None  # why no job is taken any more (shutting down)
 
     def recover(self) -> list[Job]:
         """At start: load records; those left queued or running were interrupted. Shared by
@@ -219,7 +234,9 @@ class JobRunner:
         exclusive: bool = False,
     ) -> Job:
         """Queue `work`; Conflict if exclusive and one of its kind runs for the target,
-        Busy if the pool's queue is full."""
+        Busy if the pool's queue is full, Unavailable while shutting down."""
+        if self._closing is not None:
+            raise Unavailable(self._closing, "try again, or another instance")
         if self.coordination is not None:
             return self._submit_shared(kind, work, pool, target, filename, created_by, exclusive)
         with self._changed:
@@ -391,6 +408,34 @@ class JobRunner:
         """This instance's jobs not finished yet (their leases are renewed)."""
         with self._changed:
             return [j for j in self._jobs.values() if not j.status.finished]
+
+    def close(self, reason: str) -> builtins.list[Job]:
+        """Take no more jobs (`reason` answers new submissions) and hand back the queued
+        ones: they end as cancelled, not started, with `reason`. The handed-back jobs."""
+        with self._changed:
+            self._closing = reason
+            queued = [j for j in self._jobs.values() if j.status is JobStatus.QUEUED]
+        self.stop_jobs([j.id for j in queued], f"not started: {reason}")
+        return queued
+
+    def drain(self, deadline: float, reason: str, cleanup_seconds: float = 30.0) -> Drained:
+        """Let running jobs finish until `deadline` (time.monotonic()); cancel the rest with
+        `reason` and wait (at most `cleanup_seconds`) while they clean up after themselves."""
+        with self._changed:
+            running = {j.id for j in self._jobs.values() if not j.status.finished}
+            while self._unfinished(running) and time.monotonic() < deadline:
+                self._changed.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+            left = self._unfinished(running)
+        self.stop_jobs(sorted(left), reason)
+        with self._changed:
+            until = time.monotonic() + cleanup_seconds
+            while self._unfinished(left) and time.monotonic() < until:
+                self._changed.wait(0.5)
+            stuck = self._unfinished(left)
+        return Drained(sorted(running - left), sorted(left - stuck), sorted(stuck))
+
+    def _unfinished(self, ids: set[str]) -> set[str]:
+        return {i for i in ids if i in self._jobs and not self._jobs[i].status.finished}
 
     def stop_jobs(self, job_ids: builtins.list[str], reason: str) -> None:
         """Stop this instance's jobs: queued ones do not start, running ones are cancelled

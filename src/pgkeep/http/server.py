@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import resource
+import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from types import FrameType
 from typing import Any, ClassVar
 
 import h11
@@ -131,8 +135,29 @@ def protocol(max_connections: int, request_timeout: float) -> type[GuardedH11Pro
     return type("PgkeepH11Protocol", (GuardedH11Protocol,), attributes)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling pgkeep at the first SIGTERM or Ctrl-C (before the open
+    connections are waited for) so it takes no more jobs meanwhile."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:  # in a thread: a signal handler must not take locks
+            threading.Thread(target=self._on_exit, name="shutting-down", daemon=True).start()
+        super().handle_exit(sig, frame)
+
+
 def run(
-    app: Any, host: str, port: int, max_connections: int | None, request_timeout: float
+    app: Any,
+    host: str,
+    port: int,
+    max_connections: int | None,
+    request_timeout: float,
+    *,
+    grace_seconds: float = 30.0,
+    on_exit: Callable[[], None] = lambda: None,
 ) -> None:
     limit = descriptor_limit()
     cap = max_connections or default_max_connections(limit)
@@ -151,5 +176,7 @@ def run(
         timeout_keep_alive=5,
         lifespan="on",
         backlog=accept_batch(limit),
+        # After SIGTERM, requests in flight (downloads, event streams) get this long.
+        timeout_graceful_shutdown=math.ceil(grace_seconds),
     )
-    uvicorn.Server(config).run()
+    _Server(config, on_exit).run()

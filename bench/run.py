@@ -5,7 +5,8 @@ throwaway PostgreSQL, then measures create/dump time ratios, compression, the
 server's peak RSS, download throughput against `cat`, list latency with 10,000
 backups, and 50 concurrent clients during a backup. Writes docs/benchmarks.md and
 docs/benchmarks.png and prints the ratios; then bench/many.py (many targets) and
-bench/s3.py (S3) and bench/encryption.py (age). Not part of CI: it takes minutes.
+bench/s3.py (S3), bench/instances.py (several instances) and bench/encryption.py
+(age). Not part of CI: it takes minutes.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 import bare
 import encryption as encryption_bench
 import httpx
+import instances as instances_bench
 import many
 import s3 as s3_bench
 
@@ -550,6 +552,7 @@ def main() -> int:
     print(report)
     many.main()  # 50 databases in one slot: docs/benchmarks-targets.md
     s3_bench.main()  # backups in S3: docs/benchmarks-s3.md
+    instances_bench.main()  # several instances: docs/benchmarks-instances.md
     return encryption_bench.main()  # age: docs/benchmarks-encryption.md
 
 

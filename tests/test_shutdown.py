@@ -8,11 +8,16 @@ import hashlib
 import json
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
+from pgkeep import wiring
+from pgkeep.config import Settings
+from pgkeep.core.events import Actor
+from pgkeep.errors import Unavailable
 from pgkeep.postgres.cluster import ThrowawayCluster
 from tests.blocking import pg_dump_pids
 from tests.conftest import SECRET
@@ -114,3 +119,19 @@ def test_sigterm_hands_back_queued_jobs_and_cleans_up_running_dumps(
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_shutting_down_stops_the_scheduler_and_refuses_new_jobs(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A slot claimed by an instance that cannot start it would be lost to the others."""
+    runtime = wiring.build(make_settings(schedule="0 3 * * *"))
+    assert runtime.scheduler is not None
+    runtime.scheduler.start()
+    runtime.shutting_down()
+    deadline = time.monotonic() + 5
+    while runtime.scheduler.alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not runtime.scheduler.alive
+    with pytest.raises(Unavailable, match="is shutting down"):
+        runtime.service().start_create(None, Actor("test", "cli"))

@@ -270,6 +270,8 @@ class Runtime:
         if self._grace_until is not None:
             return
         self._grace_until = time.monotonic() + self.settings.shutdown_grace_seconds
+        if self.scheduler is not None:  # claim no slot it could not start: others will
+            self.scheduler.stop(wait=False)
         reason = f"instance {self.instance} is shutting down"
         for job in self.jobs.close(reason):
             logger.warning(

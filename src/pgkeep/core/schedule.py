@@ -131,9 +131,11 @@ class Scheduler:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
+        """No more ticks; `wait` for a tick in progress to end."""
         self._stop.set()
-        self._thread.join(timeout=10)
+        if wait and self._thread.is_alive():
+            self._thread.join(timeout=10)
 
     @property
     def alive(self) -> bool:

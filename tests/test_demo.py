@@ -64,3 +64,41 @@ def test_demo_with_s3_serves_backups_from_a_throwaway_bucket(tmp_path: Path) -> 
     assert not list((tmp_path / "b").glob("backup-*"))
     assert "Stopped; the throwaway cluster is removed." in rest, rest[-3000:]
     assert proc.returncode == 0
+
+
+def test_demo_stopped_with_sigterm_removes_its_throwaway_cluster(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PGKEEP_", "AWS_"))}
+    env |= {"PGKEEP_BACKUP_DIR": str(tmp_path / "b")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pgkeep", "demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    banner = ""
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 120
+        while "Ctrl-C stops it." not in banner and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            banner += line
+        socket_dir = re.search(r"@127\.0\.0\.1:(\d+)/", banner)
+        assert socket_dir is not None, banner
+        cluster_port = socket_dir.group(1)
+        for _ in range(100):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)  # as `timeout` or `kill` would stop it
+        rest = proc.communicate(timeout=60)[0]
+    assert "Stopped; the throwaway cluster is removed." in rest, rest[-3000:]
+    assert proc.returncode == 0
+    running = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert f"-p {cluster_port} " not in running  # its PostgreSQL is gone

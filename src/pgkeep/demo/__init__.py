@@ -11,8 +11,10 @@ import contextlib
 import os
 import secrets
 import shlex
+import signal
 from datetime import timedelta
 from pathlib import Path
+from types import FrameType
 
 from pgkeep import tokens
 from pgkeep.config import Settings, load_settings
@@ -26,11 +28,21 @@ SAMPLE_DATABASE = "shop"
 
 
 def run(host: str, port: int) -> int:
-    """Serve until Ctrl-C, the documented way to stop it: that exits 0 (make says nothing)."""
+    """Serve until Ctrl-C, the documented way to stop it: that exits 0 (make says nothing).
+    SIGTERM (`timeout`, `kill`) stops it the same way: the server shuts down gracefully,
+    raises the signal again, and here it ends like Ctrl-C, so the throwaway servers are
+    removed rather than left running."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return _run(host, port)
     except KeyboardInterrupt:
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _run(host: str, port: int) -> int:

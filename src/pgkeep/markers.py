@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from pgkeep.core.jobs import Coordination
 from pgkeep.core.ports import Storage
-from pgkeep.errors import NotFound, StorageError
+from pgkeep.errors import ConfigError, NotFound, StorageError
 
 MARKER = "pgkeep-control.json"
 
@@ -39,3 +40,24 @@ def read(storage: Storage) -> Marker | None:
 def write(storage: Storage, marker: Marker) -> None:
     body = {"controlId": marker.id, "controlDatabase": marker.database}
     storage.put(MARKER, json.dumps(body).encode() + b"\n")
+
+
+def check(root: Storage, coordination: Coordination | None) -> None:
+    """Instances that share a store share a control database: the store says which.
+    Written by the first instance with one; a mismatch, or none, stops the start."""
+    found = read(root)
+    if coordination is None:
+        if found is not None:
+            raise ConfigError(
+                f"{root.where} is shared by instances through the control database "
+                f"{found.database} ({MARKER}): set PGKEEP_CONTROL_DATABASE_URL to it"
+            )
+        return
+    mine = Marker(coordination.control_id(), coordination.where)
+    if found is None:
+        write(root, mine)
+    elif found.id != mine.id:
+        raise ConfigError(
+            f"{root.where} belongs to the control database {found.database}, not "
+            f"{mine.database}: instances sharing a store must share a control database"
+        )

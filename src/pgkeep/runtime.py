@@ -147,7 +147,7 @@ class Runtime:
         the start with one line naming it; one that cannot be reached is only logged."""
         for service in self.services.values():
             self._check_store(service)
-        self._check_marker()
+        markers.check(self.factory.root_store(), self.jobs.coordination)
         self.discover()
         self.jobs.recover()  # shared: fail only the jobs whose lease lapsed
         live, young = self._live()
@@ -220,27 +220,6 @@ class Runtime:
         removed = service.catalog.remove_partials(live.get(job.target, frozenset()), young)
         if removed:
             logger.warning("removed after job %s of a stopped instance: %s", job.id, removed)
-
-    def _check_marker(self) -> None:
-        """Instances that share a store share a control database: the store says which."""
-        coordination = self.jobs.coordination
-        root = self.factory.root_store()
-        found = markers.read(root)
-        if coordination is None:
-            if found is not None:
-                raise ConfigError(
-                    f"{root.where} is shared by instances through the control database "
-                    f"{found.database} ({markers.MARKER}): set PGKEEP_CONTROL_DATABASE_URL to it"
-                )
-            return
-        mine = markers.Marker(coordination.control_id(), coordination.where)
-        if found is None:
-            markers.write(root, mine)
-        elif found.id != mine.id:
-            raise ConfigError(
-                f"{root.where} belongs to the control database {found.database}, not "
-                f"{mine.database}: instances sharing a store must share a control database"
-            )
 
     @staticmethod
     def _check_store(service: BackupService) -> None:

@@ -12,7 +12,7 @@ import httpx
 import psycopg
 import pyrage
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from pgkeep.core import encryption
 from pgkeep.postgres.cluster import ThrowawayCluster
@@ -87,7 +87,9 @@ def test_console_full_flow(
     message = page.locator("#message")
     assert message.inner_text().startswith("Backup backup-")
     row = page.locator("#backups tbody tr")
-    assert row.count() == 1
+    # The list is fetched again after the message is shown: wait for it (CI saw 0 rows
+    # when counting at once).
+    expect(row).to_have_count(1, timeout=10_000)
     name = row.get_attribute("data-filename") or ""
     assert name.endswith(".sql.gz")
     _shot(page, "3-created")

@@ -32,26 +32,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from common import RUNS, SECRET, token
 
 from pgkeep.postgres.cluster import ThrowawayCluster, _free_port, available_bin_dirs
 from pgkeep.storage.seaweed import ThrowawayS3
 
 ROOT = Path(__file__).parents[1]
 COUNT = int(os.environ.get("BENCH_INSTANCE_TARGETS", "30"))
-RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 LATENCY_SAMPLES = 4 * RUNS
 INSTANCES = 3
-SECRET = "bench-" + "k9Qw7ZpL2mXv8RbN4cYd6HfJ1sTgUaEo-x"
-
-
-def _token() -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "pgkeep", "token", "--sub", "bench", "--ttl", "1d"],
-        env={**os.environ, "PGKEEP_JWT_SECRET": SECRET},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
 
 
 def _databases(cluster: ThrowawayCluster) -> list[str]:
@@ -264,7 +253,7 @@ def main() -> int:
             bucket = s3.create_bucket("instances-" + secrets.token_hex(3))
             names = _databases(cluster)
             config = _config(cluster, work, bucket, names)
-            auth = {"Authorization": f"Bearer {_token()}"}
+            auth = {"Authorization": f"Bearer {token()}"}
             with _instances(config, s3, work) as bases:
                 result = {
                     "latency": measure_latency(bases, auth),

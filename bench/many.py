@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import RUNS, SECRET
+
 from pgkeep.postgres.cluster import ThrowawayCluster, available_bin_dirs
 
 ROOT = Path(__file__).parents[1]
 COUNT = int(os.environ.get("BENCH_TARGETS", "50"))
 CONCURRENCY = 2
-RUNS = int(os.environ.get("BENCH_RUNS", "5"))
-SECRET = "bench-" + "k9Qw7ZpL2mXv8RbN4cYd6HfJ1sTgUaEo-x"
 
 # Runs one slot of [servers.bench] in a fresh process: (seconds, peak RSS in MB, ok).
 SLOT = """

@@ -19,7 +19,6 @@ import random
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -35,14 +34,13 @@ import httpx
 import instances as instances_bench
 import many
 import s3 as s3_bench
+from common import RUNS, served, token
 
 from pgkeep import __version__
 from pgkeep.postgres.cluster import ThrowawayCluster, _free_port, available_bin_dirs
 
 ROOT = Path(__file__).parents[1]
 PAGILA = ROOT.parent / "shared" / "fixtures" / "pagila"
-SECRET = "bench-" + "k9Qw7ZpL2mXv8RbN4cYd6HfJ1sTgUaEo-x"
-RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 SCALES = [int(s) for s in os.environ.get("BENCH_SCALES", "10 50 100").split()]
 
 
@@ -66,14 +64,7 @@ class Bench:
         self.work = work
         self.bin = cluster.bin_dir
         self.env = {**os.environ, "PGPASSWORD": cluster.password}
-        token = subprocess.run(
-            [sys.executable, "-m", "pgkeep", "token", "--sub", "bench", "--ttl", "1d"],
-            env={**os.environ, "PGKEEP_JWT_SECRET": SECRET},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        self.auth = {"Authorization": f"Bearer {token}"}
+        self.auth = {"Authorization": f"Bearer {token()}"}
         # One client, kept alive: a new httpx client costs ~17 ms (TLS context), which
         # would be charged to pgkeep on every timed create.
         self.http = httpx.Client(headers=self.auth, timeout=3600)
@@ -112,35 +103,9 @@ class Bench:
 
     @contextmanager
     def server(self, db: str, backup_dir: Path, **settings: str) -> Iterator[tuple[str, int]]:
-        port = _free_port()
-        env = {
-            **os.environ,
-            "PGKEEP_DATABASE_URL": self.cluster.url(db),
-            "PGKEEP_JWT_SECRET": SECRET,
-            "PGKEEP_BACKUP_DIR": str(backup_dir),
-            "PGKEEP_PG_BIN_DIR": str(self.bin),
-            "PGKEEP_RETENTION_DAYS": "0",
-            "PGKEEP_LOG_LEVEL": "WARNING",
-            **{f"PGKEEP_{key.upper()}": value for key, value in settings.items()},
-        }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pgkeep", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    httpx.get(f"{base}/healthz")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            yield base, proc.pid
-        finally:
-            proc.terminate()
-            proc.wait()
+        env = {f"PGKEEP_{key.upper()}": value for key, value in settings.items()}
+        with served(self.cluster, db, backup_dir, env) as running:
+            yield running
 
     def create(self, base: str, body: dict[str, Any]) -> dict[str, Any]:
         response = self.http.post(f"{base}/api/backup/create", json=body)

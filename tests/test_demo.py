@@ -16,6 +16,28 @@ import httpx
 from pgkeep.postgres.cluster import _free_port
 
 
+def _banner(proc: subprocess.Popen[str]) -> str:
+    """What the demo prints up to "Ctrl-C stops it." (its settings and token)."""
+    assert proc.stdout is not None
+    banner = ""
+    deadline = time.monotonic() + 120
+    while "Ctrl-C stops it." not in banner and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        banner += line
+    return banner
+
+
+def _wait_serving(base: str) -> None:
+    for _ in range(100):
+        try:
+            httpx.get(f"{base}/healthz")
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+
+
 def test_demo_with_s3_serves_backups_from_a_throwaway_bucket(tmp_path: Path) -> None:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PGKEEP_", "AWS_"))}
@@ -27,25 +49,13 @@ def test_demo_with_s3_serves_backups_from_a_throwaway_bucket(tmp_path: Path) -> 
         stderr=subprocess.STDOUT,
         text=True,
     )
-    banner = ""
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 120
-        while "Ctrl-C stops it." not in banner and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            banner += line
+        banner = _banner(proc)
         exports = dict(re.findall(r"export (\w+)=(\S+)", banner))
         assert "backups in: s3://pgkeep-demo/backups at http://127.0.0.1:" in banner, banner
         base = f"http://127.0.0.1:{port}"
         auth = {"Authorization": f"Bearer {exports['TOKEN']}"}
-        for _ in range(100):
-            try:
-                httpx.get(f"{base}/healthz")
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        _wait_serving(base)
         created = httpx.post(f"{base}/api/backup/create", headers=auth, timeout=60).json()
         listed = httpx.get(f"{base}/api/backup/list", headers=auth).json()
         s3 = boto3.client(
@@ -77,24 +87,12 @@ def test_demo_stopped_with_sigterm_removes_its_throwaway_cluster(tmp_path: Path)
         stderr=subprocess.STDOUT,
         text=True,
     )
-    banner = ""
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 120
-        while "Ctrl-C stops it." not in banner and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            banner += line
+        banner = _banner(proc)
         socket_dir = re.search(r"@127\.0\.0\.1:(\d+)/", banner)
         assert socket_dir is not None, banner
         cluster_port = socket_dir.group(1)
-        for _ in range(100):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz")
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        _wait_serving(f"http://127.0.0.1:{port}")
     finally:
         proc.send_signal(signal.SIGTERM)  # as `timeout` or `kill` would stop it
         rest = proc.communicate(timeout=60)[0]

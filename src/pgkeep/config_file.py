@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -76,13 +77,11 @@ def recipients(value: object) -> object:
     return tuple(dict.fromkeys(found))
 
 
-class Overrides(BaseModel):
-    """Settings a target (or every target a server has) may set for itself."""
+class RetentionOverrides(BaseModel):
+    """The retention rules a target, or a store of copies, may set for itself."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schedule: str | None = None
-    verify_schedule: str | None = None
     retention_days: int | None = Field(default=None, ge=0)
     retention_keep_last: int | None = Field(default=None, ge=0)
     retention_keep_daily: int | None = Field(default=None, ge=0)
@@ -90,6 +89,21 @@ class Overrides(BaseModel):
     retention_keep_monthly: int | None = Field(default=None, ge=0)
     retention_keep_yearly: int | None = Field(default=None, ge=0)
     retention_min_keep: int | None = Field(default=None, ge=0)
+
+    def retention(self) -> dict[str, Any]:
+        """The retention settings set here, for Settings.model_copy(update=…)."""
+        return self._set(RetentionOverrides.model_fields)
+
+    def _set(self, names: Iterable[str]) -> dict[str, Any]:
+        found = {name: getattr(self, name) for name in names}
+        return {name: value for name, value in found.items() if value is not None}
+
+
+class Overrides(RetentionOverrides):
+    """Settings a target (or every target a server has) may set for itself."""
+
+    schedule: str | None = None
+    verify_schedule: str | None = None
     default_format: DumpFormat | None = None
     default_compression: Compression | None = None
     default_level: int | None = None
@@ -106,8 +120,7 @@ class Overrides(BaseModel):
 
     def values(self) -> dict[str, Any]:
         """The overrides that are set, for Settings.model_copy(update=…)."""
-        found = {name: getattr(self, name) for name in Overrides.model_fields}
-        return {name: value for name, value in found.items() if value is not None}
+        return self._set(Overrides.model_fields)
 
 
 class TargetConfig(Overrides):
@@ -119,30 +132,16 @@ class TargetConfig(Overrides):
     )
 
 
-class StoreConfig(BaseModel):
+class StoreConfig(RetentionOverrides):
     """`[stores.NAME]`: a store on another endpoint, account or region, for copies."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str
     endpoint_url: str | None = None
     region: str | None = None
     profile: str | None = None  # AWS credentials by profile, never inline
     path_style: bool | None = None
-    retention_days: int | None = Field(default=None, ge=0)
-    retention_keep_last: int | None = Field(default=None, ge=0)
-    retention_keep_daily: int | None = Field(default=None, ge=0)
-    retention_keep_weekly: int | None = Field(default=None, ge=0)
-    retention_keep_monthly: int | None = Field(default=None, ge=0)
-    retention_keep_yearly: int | None = Field(default=None, ge=0)
-    retention_min_keep: int | None = Field(default=None, ge=0)
 
     _endpoint = field_validator("endpoint_url")(endpoint)
-
-    def retention(self) -> dict[str, Any]:
-        """The retention settings this store sets for itself."""
-        found = {n: getattr(self, n) for n in type(self).model_fields if n.startswith("retention")}
-        return {n: v for n, v in found.items() if v is not None}
 
 
 class ServerConfig(Overrides):

@@ -270,13 +270,7 @@ class JobRunner:
             else:
                 waiting.append(job.id)
             self._save()
-        # In a copy of the caller's context: the job's log lines keep its request id.
-        context = contextvars.copy_context()
-        threading.Thread(
-            target=context.run,
-            args=(self._run, job.id, work, control, pool.name, free),
-            daemon=True,
-        ).start()
+        self._start(job, work, control, pool, free)
         return job
 
     def _submit_shared(
@@ -313,13 +307,18 @@ class JobRunner:
             if free:
                 self._running[pool.name] = self._running.get(pool.name, 0) + 1
             self._touch()
+        self._start(job, work, control, pool, free)
+        return job
+
+    def _start(self, job: Job, work: Work, control: Control, pool: Pool, free: bool) -> None:
+        """The job's thread, in a copy of the caller's context: its log lines keep the
+        request id."""
         context = contextvars.copy_context()
         threading.Thread(
             target=context.run,
             args=(self._run, job.id, work, control, pool.name, free),
             daemon=True,
         ).start()
-        return job
 
     def _refuse_second(self, kind: JobKind, target: str) -> None:
         for j in self._jobs.values():

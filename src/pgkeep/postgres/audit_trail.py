@@ -19,7 +19,7 @@ import psycopg
 from pgkeep.core.events import Event
 from pgkeep.core.signing import Signer
 from pgkeep.errors import StorageError
-from pgkeep.storage.audit import GENESIS, Anchor, chained, event_fields
+from pgkeep.storage.audit import GENESIS, Anchor, chained, event_fields, parsed
 
 _SETUP = """
 CREATE SCHEMA IF NOT EXISTS pgkeep;
@@ -77,15 +77,7 @@ class PgAuditTrail:
         with self._connect() as conn:
             self._setup(conn)
             rows = conn.execute("SELECT seq, entry FROM pgkeep.audit ORDER BY seq").fetchall()
-        entries: list[dict[str, Any]] = []
-        for row in rows:
-            seq, text = _columns(row)
-            try:
-                entry = json.loads(text)
-                entries.append(entry if isinstance(entry, dict) else {"_unreadable": seq})
-            except ValueError:
-                entries.append({"_unreadable": seq})
-        return entries
+        return [parsed(text, seq) for seq, text in map(_columns, rows)]
 
     def _setup(self, conn: psycopg.Connection[Any]) -> None:
         if self._ready:

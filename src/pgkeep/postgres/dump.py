@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,14 @@ from pgkeep.core.control import Control
 from pgkeep.core.models import BackupOptions, DumpFormat
 from pgkeep.errors import DumpFailed
 from pgkeep.postgres import catalog, rows, server, tools
-from pgkeep.postgres.process import ReadAhead, StderrTail, describe_exit, spawn, widen_pipe
+from pgkeep.postgres.process import (
+    ReadAhead,
+    StderrTail,
+    describe_exit,
+    piped_output,
+    spawn,
+    widen_pipe,
+)
 from pgkeep.postgres.target import Target
 
 logger = logging.getLogger(__name__)
@@ -162,7 +169,7 @@ class PgDumper:
             widen_pipe(proc.stdout)
             reader = ReadAhead(proc.stdout.fileno(), CHUNK_SIZE)
             try:
-                chunks = self._chunks(proc, reader, tail)
+                chunks = piped_output(proc, reader, tail, self._failed(tail))
                 yield PgDumpStream(chunks, server.version_of(conn), tool.version, counter, key)
             finally:
                 if proc.poll() is None:
@@ -178,18 +185,12 @@ class PgDumper:
                 with contextlib.suppress(psycopg.Error):
                     conn.rollback()
 
-    def _chunks(
-        self, proc: subprocess.Popen[bytes], reader: ReadAhead, tail: StderrTail
-    ) -> Iterator[bytes]:
-        yield from reader
-        code = proc.wait()
-        tail.join()
-        if code != 0:
-            raise DumpFailed(
-                f"{describe_exit('pg_dump', code)} on database {self.target!r}",
-                self._target.redact(tail.text()),
-                exit_code=code,
-            )
+    def _failed(self, tail: StderrTail) -> Callable[[int], DumpFailed]:
+        return lambda code: DumpFailed(
+            f"{describe_exit('pg_dump', code)} on database {self.target!r}",
+            self._target.redact(tail.text()),
+            exit_code=code,
+        )
 
 
 def _one(conn: psycopg.Connection[Any], query: str) -> Any:

@@ -7,7 +7,7 @@ manifest's flags); a restore of globals is by hand, never through the API.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,7 +15,14 @@ from pgkeep.core.control import Control
 from pgkeep.core.models import BackupOptions
 from pgkeep.errors import DumpFailed
 from pgkeep.postgres import discovery, server, tools
-from pgkeep.postgres.process import ReadAhead, StderrTail, describe_exit, spawn, widen_pipe
+from pgkeep.postgres.process import (
+    ReadAhead,
+    StderrTail,
+    describe_exit,
+    piped_output,
+    spawn,
+    widen_pipe,
+)
 from pgkeep.postgres.target import Target
 
 CHUNK_SIZE = 1024 * 1024
@@ -98,7 +105,10 @@ class PgGlobalsDumper:
         version = server.version_of_server(self._admin)
         try:
             yield GlobalsStream(
-                self._chunks(proc, reader, tail), (version, tool.version), key, flags
+                piped_output(proc, reader, tail, self._failed(tail)),
+                (version, tool.version),
+                key,
+                flags,
             )
         finally:
             if proc.poll() is None:
@@ -108,15 +118,9 @@ class PgGlobalsDumper:
             proc.stdout.close()
             tail.join()
 
-    def _chunks(
-        self, proc: subprocess.Popen[bytes], reader: ReadAhead, tail: StderrTail
-    ) -> Iterator[bytes]:
-        yield from reader
-        code = proc.wait()
-        tail.join()
-        if code != 0:
-            raise DumpFailed(
-                f"{describe_exit('pg_dumpall', code)} on {self._admin.address}",
-                self._admin.redact(tail.text()),
-                exit_code=code,
-            )
+    def _failed(self, tail: StderrTail) -> Callable[[int], DumpFailed]:
+        return lambda code: DumpFailed(
+            f"{describe_exit('pg_dumpall', code)} on {self._admin.address}",
+            self._admin.redact(tail.text()),
+            exit_code=code,
+        )

@@ -146,6 +146,21 @@ class ReadAhead:
         self._thread.join()
 
 
+def piped_output(
+    proc: subprocess.Popen[bytes],
+    reader: ReadAhead,
+    tail: StderrTail,
+    failed: Callable[[int], Exception],
+) -> Iterator[bytes]:
+    """A child's output as it comes, then its exit checked: `failed(code)` is raised for
+    a non-zero one once its stderr tail is complete."""
+    yield from reader
+    code = proc.wait()
+    tail.join()
+    if code != 0:
+        raise failed(code)
+
+
 def spawn(
     argv: Sequence[str], env: Mapping[str, str], *, stdin: int | None, stdout: int | None
 ) -> subprocess.Popen[bytes]:

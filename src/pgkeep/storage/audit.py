@@ -77,6 +77,16 @@ def event_fields(event: Event) -> dict[str, Any]:
     }
 
 
+def parsed(raw: str | bytes, where: int) -> dict[str, Any]:
+    """An entry as stored; one that is not an entry as `{"_unreadable": where}` (its line
+    number, or its row's seq)."""
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        return {"_unreadable": where}
+    return entry if isinstance(entry, dict) else {"_unreadable": where}
+
+
 def chained(signer: Signer, seq: int, prev: str, fields: dict[str, Any]) -> dict[str, Any]:
     """The entry after (seq, prev): numbered, linked and keyed."""
     entry: dict[str, Any] = {"seq": seq + 1, **fields, "prev": prev}
@@ -203,16 +213,8 @@ class AuditLog:
             raise
         with os.fdopen(fd, "rb") as handle:
             text = handle.read()
-        entries: list[dict[str, Any]] = []
-        for number, line in enumerate(text.split(b"\n"), 1):
-            if not line:
-                continue
-            try:
-                entry = json.loads(line)
-                entries.append(entry if isinstance(entry, dict) else {"_unreadable": number})
-            except ValueError:
-                entries.append({"_unreadable": number})
-        return entries
+        lines = enumerate(text.split(b"\n"), 1)
+        return [parsed(line, number) for number, line in lines if line]
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from pgkeep.errors import (
     NotFound,
     StorageError,
 )
+from pgkeep.storage.chunks import read_range
 from pgkeep.storage.local_write import LocalWriter, fsync_dir
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ logger = logging.getLogger(__name__)
 PARTIAL_SUFFIX = ".partial"
 TRUST_MTIME_AFTER_NS = 2_000_000_000
 _NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+
-CHUNK_SIZE = 1024 * 1024  # iter_range: verify, restore
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -233,11 +233,7 @@ class LocalReadHandle:
         return self.read(offset, size)
 
     def iter_range(self, start: int, end: int) -> Iterator[bytes]:
-        offset = start
-        while offset < end:
-            chunk = self.read(offset, min(CHUNK_SIZE, end - offset))
-            offset += len(chunk)
-            yield chunk
+        return read_range(self.read, start, end)
 
     def close(self) -> None:
         if self._fd >= 0:

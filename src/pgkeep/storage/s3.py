@@ -27,6 +27,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from pgkeep.core.models import Features, StoredObject
 from pgkeep.errors import Conflict, InvalidInput, NotFound, PgkeepError, StorageError, Unavailable
+from pgkeep.storage.chunks import read_range
 from pgkeep.storage.s3_write import S3Writer
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 1024 * 1024
 LIST_TTL_SECONDS = 5.0  # how long a listing may be reused when nothing changed here
 PROBE = "pgkeep-ready-probe-"
 
@@ -285,11 +285,7 @@ class S3ReadHandle:
         return None  # no page cache: every read may wait on the network
 
     def iter_range(self, start: int, end: int) -> Iterator[bytes]:
-        offset = start
-        while offset < end:
-            chunk = self.read(offset, min(CHUNK_SIZE, end - offset))
-            offset += len(chunk)
-            yield chunk
+        return read_range(self.read, start, end)
 
     def close(self) -> None:
         if self._body is not None:

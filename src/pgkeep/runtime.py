@@ -82,20 +82,26 @@ class Runtime:
     def signer(self) -> Signer:
         return self.factory.signer
 
-    def service(self, name: str | None = None) -> BackupService:
-        """The named target's service; without a name, the only one or `default_target`."""
-        if name is None:
-            name = self.settings.default_target
+    def find(self, name: str | None = None) -> BackupService | None:
+        """The named target's service; without a name, the only one or `default_target`;
+        None when that names no target."""
+        name = name if name is not None else self.settings.default_target
         if name is None and len(self.services) == 1:
             return next(iter(self.services.values()))
+        return None if name is None else self.services.get(name)
+
+    def service(self, name: str | None = None) -> BackupService:
+        """As `find`, or InvalidInput naming the choices (callers are authenticated)."""
+        found = self.find(name)
+        if found is not None:
+            return found
         choices = ", ".join(sorted(self.services)) or "none"
-        if name is None:
+        if name is None and self.settings.default_target is None:
             raise InvalidInput(
                 "several targets: name one with ?target= (or set PGKEEP_DEFAULT_TARGET)", choices
             )
-        if name not in self.services:
-            raise InvalidInput(f"no target {name[:80]!a}", f"targets: {choices}")
-        return self.services[name]
+        wanted = name if name is not None else str(self.settings.default_target)
+        raise InvalidInput(f"no target {wanted[:80]!a}", f"targets: {choices}")
 
     def importer(self, service: BackupService) -> Importing:
         recipients = service.creating.recipients

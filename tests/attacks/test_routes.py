@@ -71,6 +71,26 @@ async def test_every_bad_authorization_on_every_protected_route(
     assert backup_files(backup_dir) == []
 
 
+async def test_no_route_names_a_target_to_a_caller_without_a_token(
+    app: FastAPI, api: httpx.AsyncClient
+) -> None:
+    """Seen: `POST /api/backup/create?target=nope` without a token answered 400 "no target
+    'nope'" with every target's name (database names) in its details."""
+    target = app.state.runtime.service().target
+    routes = [
+        (method.upper(), path.replace("{filename}", "backup-2024-12-09T10-30-45.sql"))
+        for path, operations in app.openapi()["paths"].items()
+        if path.startswith("/api/")
+        for method in operations
+    ]
+    for method, path in routes:
+        for query in ("target=nope", f"target={target}&ticket=a.b", "target=nope&ticket=a.b"):
+            url = path.replace("{job_id}", "abc") + "?" + query
+            response = await api.request(method, url)
+            assert response.status_code == 401, (method, url, response.text)
+            assert target not in response.text, (method, url, response.text)
+
+
 async def test_every_bad_body_on_every_body_route(
     api: httpx.AsyncClient, auth: dict[str, str], backup_dir: Path
 ) -> None:

@@ -57,7 +57,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         if shared is not None
         else TicketIssuer()
     )
-    app.state.target_of = lambda name: runtime.service(name).target  # ?target=, resolved
+
+    def target_of(name: str | None) -> str | None:  # ?target= of a ticket's download
+        found = runtime.find(name)
+        return None if found is None else found.target
+
+    app.state.target_of = target_of
     app.state.metrics = Metrics(runtime, settings)
     runtime.events.subscribe(note_core_event)
     errors.install(app)

@@ -53,7 +53,8 @@ async def require_download_access(request: Request) -> Actor:
     ticket = request.query_params.get("ticket")
     if ticket is not None:
         issuer: TicketIssuer = request.app.state.tickets
-        target = request.app.state.target_of(request.query_params.get("target"))
+        # An unknown ?target= is a ticket for nothing here: 401, naming no target.
+        target = request.app.state.target_of(request.query_params.get("target")) or ""
         sub = issuer.redeem(ticket, target, request.path_params.get("filename", ""))
         return _actor(request, Principal(sub=sub, role="OWNER"))
     token = _bearer(request) or request.query_params.get("token")

@@ -52,17 +52,28 @@ router = APIRouter(
 SOURCE_HEADER = "X-Pgkeep-Source"  # primary, or copy:NAME when the primary failed
 
 
-def get_service(
-    request: Request,
-    target: Annotated[
-        str | None, Query(max_length=200, description="The target; default: the only one")
-    ] = None,
+TargetName = Annotated[
+    str | None, Query(max_length=200, description="The target; default: the only one")
+]
+
+
+def get_service(request: Request, actor: Owner, target: TargetName = None) -> BackupService:
+    """The target's service, resolved only for an authorized caller: an unknown target's
+    400 names the others, which nobody without a token may learn."""
+    service: BackupService = request.app.state.runtime.service(target)
+    return service
+
+
+def get_download_service(
+    request: Request, actor: DownloadAccess, target: TargetName = None
 ) -> BackupService:
+    """As `get_service`, for the download route's wider access (tickets, `?token=`)."""
     service: BackupService = request.app.state.runtime.service(target)
     return service
 
 
 Service = Annotated[BackupService, Depends(get_service)]
+DownloadService = Annotated[BackupService, Depends(get_download_service)]
 AsyncFlag = Annotated[
     bool, Query(alias="async", description="Answer 202 with a job instead of waiting")
 ]
@@ -175,7 +186,7 @@ def _item(
     },
 )
 def download_backup(
-    filename: str, request: Request, service: Service, actor: DownloadAccess
+    filename: str, request: Request, service: DownloadService, actor: DownloadAccess
 ) -> Response:
     backup, handle, source = service.open(filename, actor)
     size = backup.size_bytes

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import stat
 from collections.abc import Callable, Iterator
@@ -20,12 +21,14 @@ import psycopg
 import pytest
 
 from pgkeep.config import Settings
-from pgkeep.core import manifests
+from pgkeep.core import manifests, naming
+from pgkeep.core.models import StoredObject
 from pgkeep.core.signing import Signer
-from pgkeep.errors import ConfigError
+from pgkeep.errors import ConfigError, Corrupt
 from pgkeep.http.app import create_app
 from pgkeep.postgres.cluster import ThrowawayCluster
-from tests.conftest import plant_backup
+from pgkeep.storage.local import LocalReadHandle, LocalStorage
+from tests.conftest import ACTOR, core_service, plant_backup
 
 pytestmark = pytest.mark.anyio
 NAME = "backup-2024-12-09T10-30-45.sql"
@@ -191,3 +194,66 @@ def test_world_writable_backup_directory_is_refused(
     backup_dir.chmod(0o700)
     assert stat.S_IMODE(backup_dir.stat().st_mode) == 0o700
     create_app(make_settings())
+
+
+class _SwappingStorage(LocalStorage):
+    """The real local store, and an attacker with write access to its directory who renames
+    a crafted file into a backup's place just before its `swap_at`-th opening (right after
+    the checksum pass has read the genuine bytes)."""
+
+    def __init__(self, directory: Path, swap_at: int) -> None:
+        super().__init__(directory)
+        self.swap_at = swap_at
+        self.opened = 0
+        self.evil = b""
+
+    def open_read(self, name: str, listed: StoredObject | None = None) -> LocalReadHandle:
+        if self.evil and naming.is_backup_name(name):
+            self.opened += 1
+            if self.opened == self.swap_at:
+                genuine = self.directory / name
+                crafted = self.directory / "crafted.tmp"
+                crafted.write_bytes(self.evil)
+                before = genuine.stat()
+                os.utime(crafted, ns=(before.st_atime_ns, before.st_mtime_ns))
+                crafted.chmod(0o600)
+                crafted.replace(genuine)
+        return super().open_read(name, listed)
+
+
+@pytest.mark.parametrize(("action", "swap_at"), [("restore", 3), ("verify", 3)])
+def test_bytes_swapped_in_after_the_checksum_never_run(
+    database: str,
+    backup_dir: Path,
+    cluster: ThrowawayCluster,
+    marker: Path,
+    action: str,
+    swap_at: int,
+) -> None:
+    """Between verify's or restore's checksum pass and the load that follows, a file of the
+    same size and mtime, opening with the manifest's own `\\restrict` key (manifests are
+    readable in the store), is renamed into the backup's place: it is refused unread."""
+    store = _SwappingStorage(backup_dir, swap_at)
+    service = core_service(database, backup_dir, cluster.bin_dir, storage=store)
+    backup = service.creating.create(None, ACTOR)
+    assert backup.manifest is not None
+    assert backup.manifest.restrict_key
+    key = backup.manifest.restrict_key
+    evil = f"\\restrict {key}\n\\unrestrict {key}\n\\! touch {marker}\n".encode() + _evil_sql(
+        marker
+    )
+    store.evil = evil + b"-" * (backup.size_bytes - len(evil) - 1) + b"\n"
+    assert len(store.evil) == backup.size_bytes
+    before = _databases(cluster)
+    if action == "restore":
+        with pytest.raises(Corrupt, match="changed since it was checked"):
+            service.proving.restore(backup.name, "from_swapped", actor=ACTOR)
+    else:
+        result = service.proving.verify(backup.name, restore=True, actor=ACTOR)
+        restore_check = next(c for c in result.checks if c.name == "restore")
+        assert not result.verified
+        assert "changed since it was checked" in restore_check.details, result.checks
+        assert all(c.ok for c in result.checks if c.name != "restore"), result.checks
+    assert store.opened == swap_at  # swapped after the checksum pass, not before
+    assert not marker.exists()
+    assert _databases(cluster) == before

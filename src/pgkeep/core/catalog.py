@@ -228,4 +228,5 @@ class Catalog:
             compression,
             read.manifest if read else None,
             read.trust if read else Trust.MISSING,
+            obj,
         )

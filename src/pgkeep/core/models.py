@@ -165,6 +165,9 @@ class Backup:
     compression: Compression = Compression.NONE
     manifest: Manifest | None = None
     trust: Trust = Trust.MISSING
+    # The object as found when this Backup was built: verify and restore read only that
+    # version (its etag), so bytes swapped in after the checksum pass are never loaded.
+    stored: StoredObject | None = None
 
     @property
     def signed(self) -> bool:

@@ -279,10 +279,16 @@ class Proving:
         return [sha, Check("readable", True, f"{what} end to end: {found.decoded_bytes} bytes")]
 
     def _stored(self, backup: Backup, control: Control | None = None) -> Iterator[bytes]:
-        """The stored bytes; with a control, each chunk checks for cancel and reports progress."""
-        handle = self.catalog.storage.open_read(backup.name)
+        """The stored bytes, of the version `backup` was found as; with a control, each chunk
+        checks for cancel and reports progress."""
+        handle = self.catalog.storage.open_read(backup.name, backup.stored)
         done = 0
         try:
+            if backup.stored is not None and handle.etag != backup.stored.etag:
+                raise Corrupt(
+                    f"backup {backup.name!r} changed since it was checked",
+                    "it was replaced in the store while being verified or restored",
+                )
             if control is not None:
                 control.expected_bytes = handle.info.size_bytes
             for chunk in handle.iter_range(0, handle.info.size_bytes):

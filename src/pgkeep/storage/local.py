@@ -247,4 +247,6 @@ def _info(name: str, st: os.stat_result) -> StoredObject:
 
 
 def _etag(st: os.stat_result) -> str:
-    return f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
+    """Changes with the file's bytes, and with the file: a file renamed into its place has
+    another inode, and one written in place a new ctime (which no utime() can set back)."""
+    return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ctime_ns:x}"'

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from pgkeep.postgres.cluster import ThrowawayCluster
@@ -355,3 +356,53 @@ def test_actions_on_every_instance_form_one_audit_chain(
     broken = _audit_verify(fleet)
     assert broken.returncode != 0
     assert "BROKEN at seq 1" in broken.stdout, broken.stdout
+
+
+def test_an_instance_cut_off_from_the_control_database_stops_its_dump(
+    fleet: Fleet, cluster: ThrowawayCluster
+) -> None:
+    """Fencing: the owner cannot renew its lease, so within half of it (plus a beat) it stops
+    its pg_dump and abandons its upload, before any other instance may take the target."""
+    auth = {"Authorization": f"Bearer {_token()}"}
+    job = httpx.post(
+        f"{fleet.bases[0]}/api/backup/create?async=true&target=slow", headers=auth, timeout=30
+    ).json()["job"]
+    _wait(lambda: _uploads(fleet))
+    assert pg_dump_pids(fleet.slow)
+    control = fleet.env_control
+    cluster.execute(f'ALTER DATABASE "{control}" WITH ALLOW_CONNECTIONS false')
+    try:
+        with psycopg.connect(cluster.url(), autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (control,),
+            )
+        cut = time.monotonic()
+        _wait(lambda: not pg_dump_pids(fleet.slow), timeout=LEASE)
+        stopped = time.monotonic() - cut
+        assert stopped < LEASE / 2 + 1.5, stopped
+        _wait(lambda: _uploads(fleet) == [], timeout=10)  # abandoned, not left to be swept
+        assert "cut off from the control database" in fleet.logs()
+    finally:
+        cluster.execute(f'ALTER DATABASE "{control}" WITH ALLOW_CONNECTIONS true')
+    url = f"{fleet.bases[1]}/api/backup/jobs/{job['id']}"
+
+    def failed() -> bool:
+        answer = httpx.get(url, headers=auth)  # 503 while the instance reconnects
+        return answer.status_code == 200 and answer.json()["job"]["status"] == "failed"
+
+    _wait(failed, timeout=30)
+    done = httpx.get(url, headers=auth).json()["job"]
+    assert "cut off from the control database" in done["error"], done
+    assert (
+        httpx.get(f"{fleet.bases[2]}/api/backup/list?target=slow", headers=auth).json()["count"]
+        == 0
+    )
+    again = httpx.post(
+        f"{fleet.bases[1]}/api/backup/create?target=slow",
+        headers=auth,
+        json={"compression": "gzip", "level": 1},
+        timeout=120,
+    )
+    assert again.status_code == 200, again.text

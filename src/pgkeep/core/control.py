@@ -39,6 +39,7 @@ class Control:
         self.expected_bytes: int | None = None
         self.expired = False
         self.reason = "cancelled"  # why, when not on request: a lost lease, a shutdown
+        self.failed = False  # stopped by a fault (a lost lease), not a choice: the job fails
 
     def on_cancel(self, callback: Callable[[], None]) -> None:
         with self._lock:
@@ -55,6 +56,11 @@ class Control:
             callbacks = list(self._callbacks)
         for callback in callbacks:
             callback()
+
+    def fail(self, reason: str) -> None:
+        """Stop the work because of a fault, not a request: its job fails with `reason`."""
+        self.failed = True
+        self.cancel(reason)
 
     def expire(self) -> None:
         """Stop the work because it ran out of time (told apart from a cancel by `expired`)."""

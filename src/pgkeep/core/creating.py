@@ -131,6 +131,13 @@ class Creating:
                         f"the dump of {self.target!r} ran longer than PGKEEP_DUMP_TIMEOUT "
                         f"({self.timeout}) and was stopped; nothing was kept"
                     ) from None
+                if control.failed:
+                    logger.error(
+                        "backup stopped target=%s backup=%s: %s", self.target, name, control.reason
+                    )
+                    raise DumpFailed(
+                        f"backup {name!r} was {control.reason}; nothing was kept"
+                    ) from None
                 if control.cancelled.is_set():
                     logger.warning("backup cancelled target=%s backup=%s", self.target, name)
                     raise Cancelled(f"backup {name!r} was cancelled; nothing was kept") from None

@@ -436,27 +436,31 @@ class JobRunner:
     def _unfinished(self, ids: set[str]) -> set[str]:
         return {i for i in ids if i in self._jobs and not self._jobs[i].status.finished}
 
-    def stop_jobs(self, job_ids: builtins.list[str], reason: str) -> None:
+    def stop_jobs(self, job_ids: builtins.list[str], reason: str, *, failed: bool = False) -> None:
         """Stop this instance's jobs: queued ones do not start, running ones are cancelled
-        (their pg_dump stopped, their upload abandoned), each recording `reason`."""
+        (their pg_dump stopped, their upload abandoned), each recording `reason`; `failed`:
+        a fault stopped them (a lost lease), so they fail rather than end cancelled."""
         with self._changed:
             controls = [self._controls[i] for i in job_ids if i in self._controls]
             self._changed.notify_all()
         for control in controls:
-            control.cancel(reason)
+            if failed:
+                control.fail(reason)
+            else:
+                control.cancel(reason)
 
     def _run(self, job_id: str, work: Work, control: Control, pool: str, started: bool) -> None:
         if not started and not self._wait_for_slot(job_id, control, pool):
             reason = "cancelled while queued" if control.reason == "cancelled" else control.reason
-            self._finish(job_id, JobStatus.CANCELLED, pool, error=reason)
+            self._finish(job_id, _stopped(control), pool, error=reason)
             return
         try:
             filename, result = work(control)
             self._finish(job_id, JobStatus.SUCCEEDED, pool, filename=filename, result=result)
         except Cancelled:
-            self._finish(job_id, JobStatus.CANCELLED, pool, error=control.reason)
+            self._finish(job_id, _stopped(control), pool, error=control.reason)
         except PgkeepError as exc:
-            status = JobStatus.CANCELLED if control.cancelled.is_set() else JobStatus.FAILED
+            status = _stopped(control) if control.cancelled.is_set() else JobStatus.FAILED
             self._finish(job_id, status, pool, error=exc.message, details=exc.details, failure=exc)
         except Exception as exc:
             logger.exception("job %s failed unexpectedly", job_id)
@@ -577,3 +581,8 @@ class JobRunner:
                 self.coordination.save(changed)
         except PgkeepError as exc:
             logger.error("could not save job records: %s", exc.message)
+
+
+def _stopped(control: Control) -> JobStatus:
+    """How a stopped job ends: failed when a fault stopped it (a lost lease), else cancelled."""
+    return JobStatus.FAILED if control.failed else JobStatus.CANCELLED

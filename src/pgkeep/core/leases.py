@@ -76,7 +76,9 @@ class Leases:
         lost = [j.id for j in own if j.id not in held]
         if lost:
             logger.error("jobs %s lost their lease to another instance: stopped", lost)
-            self._jobs.stop_jobs(lost, "stopped: its lease lapsed and another instance took over")
+            self._jobs.stop_jobs(
+                lost, "stopped: its lease lapsed and another instance took over", failed=True
+            )
         cancelled = [job_id for job_id, cancel in held.items() if cancel]
         if cancelled:
             self._jobs.stop_jobs(cancelled, "cancelled")
@@ -98,6 +100,7 @@ class Leases:
                 [j.id for j in own],
                 f"stopped: cut off from the control database for {silent:.0f} s, so that "
                 "no other instance's run of it could overlap",
+                failed=True,
             )
 
     def reap(self) -> list[Job]:

@@ -209,6 +209,13 @@ def test_target_names_are_escaped_from_database_names() -> None:
             "targets.bad name: not a target name",
         ),
         ("[targets.x]\nprefix = 'x'", "targets.x.database_url: Field required"),
+        *(
+            (
+                f"[targets.x]\ndatabase_url = 'postgresql://h/db'\nprefix = '{bad}'",
+                "targets.x.prefix: Value error, must be '' or folder names",
+            )
+            for bad in ("../../tmp/out", "/abs", "a/../../b", "a//b", ".hidden", "a/")
+        ),
         (
             "[targets.crm2]\ndatabase_url = 'postgresql://h/db'\nretention_dayz = 1",
             ":18: targets.crm2.retention_dayz: Extra inputs",

@@ -34,6 +34,22 @@ def duration(value: object) -> object:
     return value
 
 
+_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.~-]{0,199}", re.ASCII)
+
+
+def store_prefix(value: object) -> object:
+    """A folder in the store: '' (its root) or names joined by '/'; never one that climbs
+    out of the store ('..'), starts at its top ('/') or hides ('.x')."""
+    if value is None or value == "":
+        return value
+    if not isinstance(value, str) or not all(_SEGMENT.fullmatch(p) for p in value.split("/")):
+        raise ValueError(
+            "must be '' or folder names joined by '/' (letters, digits, _ . ~ -, not "
+            "starting with a dot)"
+        )
+    return value
+
+
 def endpoint(value: object) -> object:
     """An S3 endpoint: http(s)://host[:port], never with credentials in it."""
     if value is None:
@@ -130,6 +146,8 @@ class TargetConfig(Overrides):
     prefix: str | None = Field(
         default=None, description="folder in the store; default the target's name, '' the root"
     )
+
+    _prefix = field_validator("prefix")(store_prefix)
 
 
 class StoreConfig(RetentionOverrides):

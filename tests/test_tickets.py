@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -195,3 +196,32 @@ def test_a_ticket_is_bound_to_its_target_too() -> None:
         issuer.redeem(ticket, "crm", NAME)
     assert caught.value.details == "the ticket is for another backup"
     assert issuer.redeem(ticket, "shop", NAME) == "alice"
+
+
+class Ledger:
+    """What the control database keeps for instances sharing it: each nonce redeemed once."""
+
+    def __init__(self) -> None:
+        self.redeemed: dict[str, datetime] = {}
+
+    def __call__(self, nonce: str, expires: datetime) -> bool:
+        if nonce in self.redeemed:
+            return False
+        self.redeemed[nonce] = expires
+        return True
+
+
+def test_instances_sharing_a_key_and_ledger_redeem_a_ticket_once_between_them() -> None:
+    key, ledger, clock = b"k" * 32, Ledger(), Clock()
+    first = TicketIssuer(clock=clock, key=key, redeem_once=ledger)
+    second = TicketIssuer(clock=clock, key=key, redeem_once=ledger)
+    ticket, expires = first.issue("t1", NAME, "alice")
+    assert second.redeem(ticket, "t1", NAME) == "alice"  # issued by one, redeemed on another
+    claims, _, _ = _parts(ticket)
+    assert ledger.redeemed == {claims["n"]: datetime.fromtimestamp(expires, UTC)}
+    with pytest.raises(AuthError) as caught:
+        first.redeem(ticket, "t1", NAME)  # the issuer itself never saw it redeemed
+    assert (caught.value.message, caught.value.details) == (
+        "used download ticket",
+        "a ticket works once; ask for a new link",
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -12,6 +13,7 @@ from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pgkeep.config import load_settings
@@ -64,11 +66,51 @@ def test_role_claim_and_required_role_come_from_settings() -> None:
         {"exp": True},
         {"nbf": "0"},
         {"iat": None, "nbf": [0]},
+        {"iat": "100"},  # PyJWT takes a numeric string for iat
     ],
 )
 def test_time_claims_are_strict(claims: dict[str, Any]) -> None:
-    with pytest.raises(AuthError):
+    with pytest.raises(AuthError) as caught:
         _verifier().verify(_token(**claims))
+    assert caught.value.message == "invalid token"
+    assert caught.value.details
+
+
+@pytest.mark.parametrize("name", ["exp", "nbf", "iat"])
+def test_each_time_claim_must_be_a_json_number(name: str) -> None:
+    with pytest.raises(AuthError) as caught:
+        _verifier().verify(_token(**{name: "100" if name != "exp" else "9999999999"}))
+    assert caught.value.message == "invalid token"
+    assert caught.value.details == f"the {name!r} claim must be a number"
+
+
+def test_max_lifetime_allows_exactly_the_limit_plus_leeway() -> None:
+    verifier = _verifier(jwt_max_lifetime="1h", jwt_leeway_seconds=30)
+    issued = int(time.time()) - 1
+    assert verifier.verify(_token(iat=issued, exp=issued + 3600 + 30))
+    with pytest.raises(AuthError) as caught:
+        verifier.verify(_token(iat=issued, exp=issued + 3600 + 31))
+    assert caught.value.message == "invalid token"
+    assert caught.value.details == "it lives longer than PGKEEP_JWT_MAX_LIFETIME (1:00:00)"
+
+
+def test_a_public_key_verifies_tokens_signed_with_its_private_key() -> None:
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    verifier = TokenVerifier(
+        load_settings(jwt_public_key=pem.decode(), jwt_algorithms="ES256", signing_key=SIGNING_KEY)
+    )
+    claims = {"role": "OWNER", "exp": datetime.now(UTC) + timedelta(hours=1)}
+    assert verifier.verify(jwt.encode(claims, private, "ES256")).role == "OWNER"
+    other = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(AuthError) as caught:
+        verifier.verify(jwt.encode(claims, other, "ES256"))
+    assert (caught.value.message, caught.value.details) == (
+        "invalid token",
+        "Signature verification failed",
+    )
 
 
 def test_leeway_is_honoured_both_ways() -> None:
@@ -104,7 +146,13 @@ def test_algorithms_are_pinned_by_settings() -> None:
         _verifier().verify(
             jwt.encode({"exp": datetime.now(UTC) + timedelta(hours=1)}, SECRET * 2, "HS512")
         )
+    assert caught.value.message == "invalid token"
     assert caught.value.details == "algorithm 'HS512' is not accepted"
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "HS256" * 5}).encode()).decode()
+    long_name = f"{header.rstrip('=')}.e30.c2ln"
+    with pytest.raises(AuthError) as caught:
+        _verifier().verify(long_name)
+    assert caught.value.details == "algorithm 'HS256HS256HS256H' is not accepted"
     verifier = _verifier(jwt_algorithms="HS256,HS512", jwt_secret=SECRET * 2)
     token = jwt.encode(
         {"role": "OWNER", "exp": datetime.now(UTC) + timedelta(hours=1)}, SECRET * 2, "HS512"
@@ -237,8 +285,9 @@ def test_a_hanging_jwks_endpoint_fails_within_its_timeout() -> None:
             load_settings(jwt_jwks_url=slow.url, jwt_algorithms="ES256", signing_key=SIGNING_KEY)
         )
         started = time.monotonic()
-        with pytest.raises(AuthError, match="invalid token") as caught:
+        with pytest.raises(AuthError) as caught:
             verifier.verify(slow.token())
+        assert caught.value.message == "invalid token"
         assert 4.5 < time.monotonic() - started < 6.5
         assert "signing key unavailable" in caught.value.details
     finally:

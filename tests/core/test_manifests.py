@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -299,3 +299,94 @@ def test_preload_reads_many_manifests_at_once_and_caches_them() -> None:
     for name in names:
         assert store.load(name, listed[name]).trust is Trust.SIGNED  # cached by preload
     store.preload(listed)  # all cached: nothing is read
+
+
+GLOBALS = replace(
+    MANIFEST,
+    name="backup-2025-05-06T07-08-09.sql.age",
+    compression=Compression.NONE,
+    kind="globals",
+    flags=("--no-role-passwords",),
+    recipients=("age:1a2b3c", "age:4d5e6f"),
+)
+
+
+def test_globals_flags_and_recipients_are_written_and_read_back() -> None:
+    document = json.loads(to_json(GLOBALS, SIGNER))
+    assert document["kind"] == "globals"
+    assert document["flags"] == ["--no-role-passwords"]
+    assert document["encryption"] == {"format": "age", "recipients": ["age:1a2b3c", "age:4d5e6f"]}
+    assert json.loads(to_json(MANIFEST, SIGNER))["encryption"] is None
+    read = from_json(to_json(GLOBALS, SIGNER), GLOBALS.name, SIGNER)
+    assert (read.manifest, read.trust) == (GLOBALS, Trust.SIGNED)
+
+
+def _legacy(**changes: object) -> bytes:
+    """A manifest from before signing (schema 1), with `changes`; None removes a key."""
+    document = json.loads(to_json(MANIFEST, SIGNER))
+    document.update(schemaVersion=1, **changes)
+    return json.dumps({k: v for k, v in document.items() if v is not None}).encode()
+
+
+def test_manifests_from_before_globals_and_encryption_read_as_plain_databases() -> None:
+    read = from_json(_legacy(signature=None, kind=None, flags=None, encryption=None), NAME, SIGNER)
+    assert read.trust is Trust.UNSIGNED
+    assert read.manifest is not None
+    assert (read.manifest.kind, read.manifest.flags, read.manifest.recipients) == (
+        "database",
+        (),
+        (),
+    )
+
+
+def test_a_schema_1_manifest_is_unsigned_whatever_signature_it_carries() -> None:
+    """Schema 1 predates signing: a signature in one is never checked, so never trusted."""
+    read = from_json(_legacy(), NAME, SIGNER)
+    assert read.trust is Trust.UNSIGNED
+
+
+@pytest.mark.parametrize(
+    "encryption",
+    [
+        {"format": "gpg", "recipients": ["age:1a2b3c"]},
+        {"format": "age", "recipients": []},
+        {"format": "age"},
+        {"recipients": ["age:1a2b3c"]},
+    ],
+)
+def test_unknown_encryption_makes_a_manifest_unreadable(encryption: dict[str, object]) -> None:
+    read = from_json(_legacy(encryption=encryption), NAME, SIGNER)
+    assert (read.trust, read.problem) == (Trust.UNREADABLE, "unknown encryption")
+
+
+def test_problems_quote_bounded_pieces_of_what_was_found() -> None:
+    schema = from_json(json.dumps({"schemaVersion": "v" * 30}).encode(), NAME, SIGNER)
+    assert schema.problem == f"unknown schema {'v' * 20!r}"
+    bad_time = from_json(_legacy(startedAt="x" * 300), NAME, SIGNER)
+    assert bad_time.trust is Trust.UNREADABLE
+    assert len(bad_time.problem) == 200
+    other = "backup-2025-05-06T07-08-10" + "9" * 100 + ".sql"
+    named = from_json(_legacy(signature=None, filename=other), NAME, SIGNER)
+    assert (named.trust, named.problem) == (Trust.OTHER_BACKUP, f"it names {other[:80]!a}")
+
+
+class _BrokenRead(MemoryStorage):
+    """A real store whose manifests open but break while being read."""
+
+    def open_read(self, name: str, listed: StoredObject | None = None) -> MemoryReadHandle:
+        handle = super().open_read(name, listed)
+        if not name.endswith(".json"):
+            return handle
+        return _BrokenHandle(b"", handle.info, handle.etag)
+
+
+class _BrokenHandle(MemoryReadHandle):
+    def iter_range(self, start: int, end: int) -> Iterator[bytes]:
+        raise StorageError("connection reset mid-read")
+
+
+def test_a_manifest_that_breaks_while_being_read_is_unreadable_not_missing() -> None:
+    storage = _BrokenRead()
+    storage.put(NAME + ".json", to_json(MANIFEST, SIGNER))
+    read = ManifestStore(storage, SIGNER).load(NAME)
+    assert read == Read(None, Trust.UNREADABLE, "connection reset mid-read")

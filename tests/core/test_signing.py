@@ -63,3 +63,18 @@ def test_key_ids_and_canonical_form_never_change() -> None:
     assert Signer(b"a" * 32).sign({"x": 1})["hmac"] == (
         "8e487cce2e9b0cf62daa2d43db62a73b747a984539728968697c10ca39e260b1"
     )
+
+
+def test_secrets_for_other_purposes_are_fixed_per_key_and_purpose() -> None:
+    """Instances sharing a signing key derive the same ticket key; it must never change."""
+    signer = Signer(b"a" * 32, old=[b"o" * 32])
+    assert signer.secret("tickets").hex() == (
+        "84499a5533ca2c1c74af34a1cfa12d3f0e00e636cbc4e499cbf4d1b920f9f5bb"
+    )
+    assert signer.secret("tickets") == Signer(b"a" * 32).secret("tickets")
+    assert signer.secret("other") != signer.secret("tickets")
+    assert Signer(b"b" * 32).secret("tickets") != signer.secret("tickets")
+
+
+def test_hkdf_gives_a_32_byte_key_by_default() -> None:
+    assert hkdf(b"secret", b"info") == HKDF(hashes.SHA256(), 32, None, b"info").derive(b"secret")

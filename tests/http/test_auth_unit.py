@@ -34,7 +34,8 @@ async def bare() -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
     errors.install(app)
     app.state.verifier = TokenVerifier(load_settings(jwt_secret=SECRET))
     app.state.tickets = TicketIssuer()
-    app.state.target_of = lambda name: name or "shop"
+    known = {None: "shop", "shop": "shop", "crm": "crm"}  # no ?target=: the default one
+    app.state.target_of = known.get
 
     @app.get("/owner")
     def owner(request: Request, actor: Owner) -> dict[str, Any]:
@@ -130,6 +131,12 @@ async def test_download_takes_a_header_a_query_token_or_a_ticket(
     assert (await client.get(url, params={"ticket": other})).status_code == 401
     elsewhere, _ = app.state.tickets.issue("crm", NAME, "t")  # another target's backup
     assert (await client.get(url, params={"ticket": elsewhere})).status_code == 401
+    for unknown in ("nope", "*", ""):  # an unknown target is a ticket for nothing here
+        refused = await client.get(url, params={"ticket": elsewhere, "target": unknown})
+        assert refused.status_code == 401
+        assert "crm" not in refused.text
+    named = await client.get(url, params={"ticket": elsewhere, "target": "crm"})
+    assert named.json()["who"] == "t"
     # A ticket is checked, never skipped in favour of a token that comes with it.
     assert (await client.get(url, params={"ticket": "x.y", "token": _token()})).status_code == 401
     assert (await client.get(url)).json()["error"] == "no authorization token"

@@ -77,6 +77,20 @@ def busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def steal_share(work: Callable[[], object]) -> tuple[object, float]:
+    """`work()`'s result, and the share of this VM's CPU time the hypervisor took meanwhile
+    (steal): above a few percent, wall-clock ratios between runs swing by that much."""
+
+    def fields() -> list[int]:
+        return [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+    before = fields()
+    result = work()
+    after = fields()
+    total = sum(after[:8]) - sum(before[:8])
+    return result, (after[7] - before[7]) / total if total else 0.0
+
+
 def interleaved(contenders: dict[str, Run], runs: int = RUNS) -> dict[str, float]:
     """Median seconds of each, in a fresh shuffled order every round (and, in CPU, the
     median CPU seconds the machine spent meanwhile)."""

@@ -1,10 +1,11 @@
-"""age encryption (age-encryption.org/v1) of the stored bytes, streamed, with pyrage.
+"""age encryption (age-encryption.org/v1) of the stored bytes: keys, and reading, streamed.
 
 The stored bytes of an encrypted backup are a standard age file: `age -d -i key.txt`
-opens it without pgkeep. pyrage (the Rust `age` crate) reads and writes file-like
-objects on its own; `_Pump` runs it on a thread and feeds it chunk by chunk, so it
-fits the byte chain like a compressor: `process(chunk)` gives what is ready,
-`finish()` the rest. At most `DEPTH` chunks wait for it, so memory stays bounded.
+opens it without pgkeep. They are written by age_writer.py (OpenSSL's primitives) and
+read here with pyrage (the Rust `age` crate), which reads file-like objects on its
+own; `_Pump` runs it on a thread and feeds it chunk by chunk, so it fits the byte
+chain like a decompressor: `process(chunk)` gives what is ready, `finish()` the rest.
+At most `DEPTH` chunks wait for it, so memory stays bounded.
 
 Keys: recipients (`age1…`, public) encrypt; identities (`AGE-SECRET-KEY-1…`,
 private) decrypt. A manifest records only each recipient's fingerprint.
@@ -23,6 +24,7 @@ from typing import Any
 
 import pyrage
 
+from pgkeep.core import age_writer
 from pgkeep.errors import Corrupt, NoIdentity, PgkeepError
 
 DEPTH = 4  # chunks queued for the age thread
@@ -73,6 +75,7 @@ def parse_recipient(text: str) -> str:
         raise ValueError("a private key (AGE-SECRET-KEY-…) is not a recipient")
     try:
         pyrage.x25519.Recipient.from_str(value)
+        age_writer.recipient_key(value)  # what the writer will use: both must agree
     except Exception as exc:  # pyrage raises its own RecipientError
         raise ValueError(f"not an age recipient (age1…): {type(exc).__name__}") from None
     return value
@@ -209,12 +212,6 @@ class _Sink(io.RawIOBase):
         with self._lock:
             self._out.append(bytes(data))
         return len(data)
-
-
-class Encryptor(_Pump):
-    def __init__(self, recipients: tuple[str, ...]) -> None:
-        keys = [pyrage.x25519.Recipient.from_str(r) for r in recipients]
-        super().__init__(lambda src, dst: pyrage.encrypt_io(src, dst, keys))
 
 
 class Decryptor(_Pump):

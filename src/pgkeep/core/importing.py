@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from pgkeep.core import encryption, naming, pipeline
+from pgkeep.core.age_writer import AgeWriter
 from pgkeep.core.catalog import Catalog
 from pgkeep.core.compression import decompressor
 from pgkeep.core.events import Actor, Events
@@ -167,7 +168,7 @@ class _Sealer:
     def __init__(self, writer: Writer, recipients: tuple[str, ...]) -> None:
         self._writer = writer
         self._digest = hashlib.sha256()
-        self._encryptor = encryption.Encryptor(recipients) if recipients else None
+        self._encryptor = AgeWriter(recipients) if recipients else None
 
     def write(self, chunk: bytes) -> None:
         self._store(self._encryptor.process(chunk) if self._encryptor else chunk)

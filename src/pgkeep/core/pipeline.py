@@ -15,6 +15,7 @@ from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 
 from pgkeep.core import encryption
+from pgkeep.core.age_writer import AgeWriter
 from pgkeep.core.compression import Codec, compressor, decompress
 from pgkeep.core.models import Backup, BackupOptions, Compression, DumpFormat
 from pgkeep.core.ports import Writer
@@ -75,7 +76,7 @@ class WriteChain:
         self, options: BackupOptions, writer: Writer, recipients: tuple[str, ...] = ()
     ) -> None:
         codecs: list[Codec] = [compressor(options.stream_compression, options.effective_level)]
-        self._encryptor = encryption.Encryptor(recipients) if recipients else None
+        self._encryptor = AgeWriter(recipients) if recipients else None
         if self._encryptor is not None:
             codecs.append(self._encryptor)
         self._codecs = codecs

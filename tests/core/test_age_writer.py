@@ -1,0 +1,142 @@
+"""pgkeep's age writer: what it writes is an age file two other implementations open (pyrage,
+the Rust crate; the `age` command, Go) at every boundary of the STREAM's 64 KiB chunks."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+from pathlib import Path
+
+import pyrage
+import pytest
+
+from pgkeep.core.age_writer import _BECH32, CHUNK, AgeWriter, _polymod, recipient_key
+from pgkeep.core.encryption import check_header
+from pgkeep.errors import InvalidInput
+from tests.core.test_encryption import AGE, needs_age
+
+SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 3 * CHUNK + 7]
+
+
+def _write(data: bytes, recipients: tuple[str, ...], piece: int = 10_000) -> bytes:
+    writer = AgeWriter(recipients)
+    out = [writer.process(data[i : i + piece]) for i in range(0, len(data), piece)]
+    return b"".join(out) + writer.finish()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_pyrage_opens_every_size_and_fed_any_way(size: int) -> None:
+    identity = pyrage.x25519.Identity.generate()
+    data = os.urandom(size)
+    for piece in (1000, CHUNK, CHUNK + 3, 1 << 20):
+        stored = _write(data, (str(identity.to_public()),), piece)
+        assert pyrage.decrypt(stored, [identity]) == data
+        # Ciphertext is the header, a 16-byte nonce and a 16-byte tag per chunk.
+        chunks = max(1, -(-size // CHUNK))
+        header = stored[: stored.index(b"\n---") + 1]
+        header += stored[len(header) :].split(b"\n", 1)[0] + b"\n"
+        check_header(header)
+        assert len(stored) == len(header) + 16 + size + 16 * chunks
+
+
+def test_each_recipient_opens_it_and_nobody_else() -> None:
+    first, second, stranger = (pyrage.x25519.Identity.generate() for _ in range(3))
+    recipients = (str(first.to_public()), str(second.to_public()))
+    stored = _write(b"secret rows", recipients)
+    assert pyrage.decrypt(stored, [first]) == b"secret rows"
+    assert pyrage.decrypt(stored, [second]) == b"secret rows"
+    with pytest.raises(pyrage.DecryptError):
+        pyrage.decrypt(stored, [stranger])
+    assert stored.count(b"\n-> X25519 ") == 2
+    assert _write(b"secret rows", recipients) != stored  # fresh file key and nonce each time
+
+
+def test_a_flipped_byte_anywhere_is_refused_by_the_reader() -> None:
+    identity = pyrage.x25519.Identity.generate()
+    stored = bytearray(_write(os.urandom(2 * CHUNK + 5), (str(identity.to_public()),)))
+    for position in (30, stored.index(b"---") + 10, len(stored) // 2, len(stored) - 1):
+        damaged = bytearray(stored)
+        damaged[position] ^= 0x01
+        with pytest.raises((pyrage.DecryptError, OSError)):  # header, payload
+            pyrage.decrypt_io(io.BytesIO(bytes(damaged)), io.BytesIO(), [identity])
+
+
+def test_a_chunk_cut_off_at_a_boundary_is_refused_by_the_reader() -> None:
+    """The last chunk is flagged as last: dropping whole chunks off the end is detected."""
+    identity = pyrage.x25519.Identity.generate()
+    stored = _write(os.urandom(3 * CHUNK), (str(identity.to_public()),))
+    with pytest.raises((pyrage.DecryptError, OSError)):
+        pyrage.decrypt_io(io.BytesIO(stored[: -(CHUNK + 16)]), io.BytesIO(), [identity])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "age1",
+        "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ",
+        "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs0wxyz9",  # bad checksum
+        "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",  # bech32, another prefix
+        "age1 qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs",
+    ],
+)
+def test_recipients_that_are_not_age_x25519_keys_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidInput):
+        recipient_key(bad)
+
+
+def _bech32(hrp: str, data: bytes) -> str:
+    """A bech32 string of `data` (for keys no generator would make)."""
+    groups, acc, bits = [], 0, 0
+    for byte in data:
+        acc, bits = (acc << 8) | byte, bits + 8
+        while bits >= 5:
+            bits -= 5
+            groups.append((acc >> bits) & 31)
+    if bits:
+        groups.append((acc << (5 - bits)) & 31)
+    expanded = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+    mod = _polymod([*expanded, *groups, 0, 0, 0, 0, 0, 0]) ^ 1
+    checksum = [(mod >> 5 * (5 - i)) & 31 for i in range(6)]
+    return hrp + "1" + "".join(_BECH32[g] for g in groups + checksum)
+
+
+def test_a_low_order_key_is_refused_before_anything_is_wrapped_to_it() -> None:
+    """X25519 with the all-zero point gives an all-zero secret: anyone could unwrap."""
+    public = str(pyrage.x25519.Identity.generate().to_public())
+    assert _bech32("age", recipient_key(public)) == public  # the encoder above is bech32
+    for point in (bytes(32), b"\x01" + bytes(31)):
+        with pytest.raises(InvalidInput, match="low-order"):
+            recipient_key(_bech32("age", point))
+        with pytest.raises(InvalidInput):
+            AgeWriter((_bech32("age", point),))
+
+
+def test_recipient_keys_decode_to_the_public_key() -> None:
+    identity = pyrage.x25519.Identity.generate()
+    public = str(identity.to_public())
+    assert len(recipient_key(public)) == 32
+    assert recipient_key(public) == recipient_key(public.upper())  # bech32 is caseless
+    assert recipient_key(public) != recipient_key(
+        str(pyrage.x25519.Identity.generate().to_public())
+    )
+
+
+@needs_age
+@pytest.mark.parametrize("size", [0, CHUNK, 3 * CHUNK + 7])
+def test_the_age_command_opens_what_the_writer_wrote(tmp_path: Path, size: int) -> None:
+    assert AGE is not None
+    key_file = tmp_path / "key.txt"
+    subprocess.run(["age-keygen", "-o", str(key_file)], check=True, capture_output=True)
+    public = subprocess.run(
+        ["age-keygen", "-y", str(key_file)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    data = os.urandom(size)
+    opened = subprocess.run(
+        [AGE, "-d", "-i", str(key_file)],
+        input=_write(data, (public,)),
+        check=True,
+        capture_output=True,
+    ).stdout
+    assert opened == data

@@ -339,6 +339,10 @@ def test_actions_on_every_instance_form_one_audit_chain(
     ]
     assert pages[0] == pages[1] == pages[2]  # every instance shows the one trail
     entries = pages[0]["entries"]
+    assert pages[0]["total"] == len(entries)
+    assert [e["seq"] for e in entries] == sorted((e["seq"] for e in entries), reverse=True)
+    second = httpx.get(f"{fleet.bases[1]}/api/backup/audit?offset=2&limit=2", headers=auth)
+    assert second.json()["entries"] == entries[2:4]
     creates = [e for e in entries if e["action"] == "create" and e["result"] == "succeeded"]
     assert sorted(e["target"] for e in creates) == sorted(TARGETS)
     seqs = sorted(e["seq"] for e in entries)

@@ -345,3 +345,17 @@ def test_open_errors_name_the_log(tmp_path: Path) -> None:
     with pytest.raises(StorageError) as hard:
         AuditLog(linked, SIGNER).read()
     assert str(linked) in hard.value.message
+
+
+def test_pages_are_newest_first_slices_of_what_read_gives(tmp_path: Path) -> None:
+    log = _log(tmp_path, 12)
+    lines = _lines(log)
+    _write(log, [*lines[:4], "not json", "", *lines[4:]])  # one unreadable, one blank line
+    everything = list(reversed(log.read()))
+    assert len(everything) == 13
+    for offset, limit in ((0, 1), (0, 5), (3, 4), (10, 10), (13, 5), (50, 1)):
+        entries, total = log.page(offset, limit)
+        assert total == 13
+        assert entries == everything[offset : offset + limit], (offset, limit)
+    assert {"_unreadable": 5} in log.page(0, 100)[0]
+    assert AuditLog(tmp_path / "none.jsonl", SIGNER).page(0, 10) == ([], 0)

@@ -79,6 +79,17 @@ class PgAuditTrail:
             rows = conn.execute("SELECT seq, entry FROM pgkeep.audit ORDER BY seq").fetchall()
         return [parsed(text, seq) for seq, text in map(_columns, rows)]
 
+    def page(self, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        with self._connect() as conn:
+            self._setup(conn)
+            total = conn.execute("SELECT count(*) AS total FROM pgkeep.audit").fetchone()
+            rows = conn.execute(
+                "SELECT seq, entry FROM pgkeep.audit ORDER BY seq DESC OFFSET %s LIMIT %s",
+                (offset, limit),
+            ).fetchall()
+        count = 0 if total is None else int(total["total"] if isinstance(total, dict) else total[0])
+        return [parsed(text, seq) for seq, text in map(_columns, rows)], count
+
     def _setup(self, conn: psycopg.Connection[Any]) -> None:
         if self._ready:
             return

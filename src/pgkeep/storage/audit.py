@@ -19,6 +19,7 @@ import logging
 import os
 import stat
 import threading
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,6 +59,11 @@ class Trail(Protocol):
     def append(self, **fields: Any) -> None: ...
 
     def read(self) -> list[dict[str, Any]]: ...
+
+    def page(self, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Entries newest first, `limit` of them after skipping `offset`, and how many
+        there are in all; never the whole trail in memory."""
+        ...
 
 
 def event_fields(event: Event) -> dict[str, Any]:
@@ -215,6 +221,23 @@ class AuditLog:
             text = handle.read()
         lines = enumerate(text.split(b"\n"), 1)
         return [parsed(line, number) for number, line in lines if line]
+
+    def page(self, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        try:
+            fd = self._open(os.O_RDONLY)
+        except StorageError:
+            if not self.path.exists() and not self.path.is_symlink():
+                return [], 0
+            raise
+        newest: deque[tuple[int, bytes]] = deque(maxlen=offset + limit)
+        total = 0
+        with os.fdopen(fd, "rb") as handle:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    total += 1
+                    newest.append((number, line))
+        window = list(reversed(newest))[offset:]
+        return [parsed(line, number) for number, line in window], total
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,11 @@ def audit_entries(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """The audit log, newest first, a page at a time."""
-    entries = list(reversed(request.app.state.runtime.audit.read()))
+    entries, total = request.app.state.runtime.audit.page(offset, limit)
     return {
         "success": True,
-        "entries": entries[offset : offset + limit],
-        "total": len(entries),
+        "entries": entries,
+        "total": total,
         "offset": offset,
         "limit": limit,
     }

@@ -353,7 +353,7 @@ def test_pages_are_newest_first_slices_of_what_read_gives(tmp_path: Path) -> Non
     _write(log, [*lines[:4], "not json", "", *lines[4:]])  # one unreadable, one blank line
     everything = list(reversed(log.read()))
     assert len(everything) == 13
-    for offset, limit in ((0, 1), (0, 5), (3, 4), (10, 10), (13, 5), (50, 1)):
+    for offset, limit in ((0, 1), (0, 5), (3, 4), (10, 10), (13, 5), (50, 1), (2**70, 1000)):
         entries, total = log.page(offset, limit)
         assert total == 13
         assert entries == everything[offset : offset + limit], (offset, limit)

@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 MAX_RECORDS = 10_000
 POLL_SECONDS = 0.25  # how often another instance's job, or a shared slot, is looked at
+HAND_BACK_SECONDS = 5.0  # how long closing waits for queued jobs to record they were handed back
 
 
 class JobKind(StrEnum):
@@ -415,6 +416,12 @@ class JobRunner:
             self._closing = reason
             queued = [j for j in self._jobs.values() if j.status is JobStatus.QUEUED]
         self.stop_jobs([j.id for j in queued], f"not started: {reason}")
+        # Their threads record them: wait for that, so a drain that follows never counts
+        # a handed-back job among those that finished.
+        with self._changed:
+            until = time.monotonic() + HAND_BACK_SECONDS
+            while self._unfinished({j.id for j in queued}) and time.monotonic() < until:
+                self._changed.wait(0.1)
         return queued
 
     def drain(self, deadline: float, reason: str, cleanup_seconds: float = 30.0) -> Drained:

@@ -19,7 +19,6 @@ import logging
 import os
 import stat
 import threading
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -229,15 +228,19 @@ class AuditLog:
             if not self.path.exists() and not self.path.is_symlink():
                 return [], 0
             raise
-        newest: deque[tuple[int, bytes]] = deque(maxlen=offset + limit)
-        total = 0
         with os.fdopen(fd, "rb") as handle:
+            total = sum(1 for line in handle if line.strip())
+            # Entries `first` up to `last` (0-based, oldest first) are the page, newest first.
+            last, first = total - offset, max(0, total - offset - limit)
+            handle.seek(0)
+            window, index = [], 0
             for number, line in enumerate(handle, 1):
-                if line.strip():
-                    total += 1
-                    newest.append((number, line))
-        window = list(reversed(newest))[offset:]
-        return [parsed(line, number) for number, line in window], total
+                if not line.strip():
+                    continue
+                if first <= index < last:
+                    window.append(parsed(line, number))
+                index += 1
+        return list(reversed(window)), total
 
 
 @dataclass(frozen=True)

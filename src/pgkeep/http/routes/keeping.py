@@ -29,7 +29,7 @@ router = APIRouter(
 def audit_entries(
     request: Request,
     actor: Owner,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10**12)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """The audit log, newest first, a page at a time."""

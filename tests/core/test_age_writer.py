@@ -14,7 +14,7 @@ import pytest
 from pgkeep.core.age_writer import _BECH32, CHUNK, AgeWriter, _polymod, recipient_key
 from pgkeep.core.encryption import check_header
 from pgkeep.errors import InvalidInput
-from tests.core.test_encryption import AGE, needs_age
+from tests.core.test_encryption import AGE, age_keygen, needs_age
 
 SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 3 * CHUNK + 7]
 
@@ -127,11 +127,7 @@ def test_recipient_keys_decode_to_the_public_key() -> None:
 @pytest.mark.parametrize("size", [0, CHUNK, 3 * CHUNK + 7])
 def test_the_age_command_opens_what_the_writer_wrote(tmp_path: Path, size: int) -> None:
     assert AGE is not None
-    key_file = tmp_path / "key.txt"
-    subprocess.run(["age-keygen", "-o", str(key_file)], check=True, capture_output=True)
-    public = subprocess.run(
-        ["age-keygen", "-y", str(key_file)], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    key_file, public = age_keygen(tmp_path)
     data = os.urandom(size)
     opened = subprocess.run(
         [AGE, "-d", "-i", str(key_file)],

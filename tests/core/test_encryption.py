@@ -23,6 +23,16 @@ AGE = shutil.which("age")
 needs_age = pytest.mark.skipif(AGE is None, reason="Debian's age is not installed (make test does)")
 
 
+def age_keygen(directory: Path) -> tuple[Path, str]:
+    """A key made by the reference `age-keygen`: its identity file and its recipient."""
+    key_file = directory / "key.txt"
+    subprocess.run(["age-keygen", "-o", str(key_file)], check=True, capture_output=True)
+    public = subprocess.run(
+        ["age-keygen", "-y", str(key_file)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    return key_file, public
+
+
 def _key() -> tuple[str, object]:
     identity = pyrage.x25519.Identity.generate()
     return str(identity.to_public()), identity
@@ -147,11 +157,7 @@ def test_identity_files_and_recipients_are_parsed_and_never_echoed() -> None:
 @needs_age
 def test_the_age_command_opens_what_pgkeep_wrote_and_the_reverse(tmp_path: Path) -> None:
     assert AGE is not None
-    key_file = tmp_path / "key.txt"
-    subprocess.run(["age-keygen", "-o", str(key_file)], check=True, capture_output=True)
-    public = subprocess.run(
-        ["age-keygen", "-y", str(key_file)], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    key_file, public = age_keygen(tmp_path)
     stored = _seal(DATA, BackupOptions(DumpFormat.PLAIN, Compression.ZSTD), (public,))
     opened = subprocess.run(
         [AGE, "-d", "-i", str(key_file)], input=stored, check=True, capture_output=True

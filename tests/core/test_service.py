@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pgkeep.core.control import Control
+from pgkeep.core.jobs import JobStatus
 from pgkeep.core.models import Backup
 from pgkeep.core.service import BackupService
 from pgkeep.errors import Conflict, DumpFailed
@@ -300,6 +301,11 @@ def test_a_dump_that_runs_too_long_is_stopped_and_leaves_nothing(
     assert time.monotonic() - started < 20
     assert "ran longer than PGKEEP_DUMP_TIMEOUT (0:00:01)" in caught.value.message
     assert _files(backup_dir) == []
+    with table_locked(database):  # as a job (the API's and the scheduler's way): it fails
+        job = service.jobs.wait(service.start_create(None, ACTOR).id)
+    assert job.status is JobStatus.FAILED, job
+    assert job.error is not None
+    assert "ran longer than PGKEEP_DUMP_TIMEOUT" in job.error
 
 
 def test_a_table_locked_too_long_fails_the_dump(

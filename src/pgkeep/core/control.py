@@ -63,9 +63,10 @@ class Control:
         self.cancel(reason)
 
     def expire(self) -> None:
-        """Stop the work because it ran out of time (told apart from a cancel by `expired`)."""
+        """Stop the work because it ran out of time: a fault, so its job fails (`expired`
+        lets the work say so in its own words)."""
         self.expired = True
-        self.cancel()
+        self.fail("stopped: it ran longer than its timeout")
 
     def check(self) -> None:
         if self.cancelled.is_set():

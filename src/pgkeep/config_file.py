@@ -34,15 +34,12 @@ def duration(value: object) -> object:
     return value
 
 
-_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.~-]{0,199}", re.ASCII)
-
-
 def store_prefix(value: object) -> object:
     """A folder in the store: '' (its root) or names joined by '/'; never one that climbs
     out of the store ('..'), starts at its top ('/') or hides ('.x')."""
     if value is None or value == "":
         return value
-    if not isinstance(value, str) or not all(_SEGMENT.fullmatch(p) for p in value.split("/")):
+    if not isinstance(value, str) or not all(TARGET_NAME.fullmatch(p) for p in value.split("/")):
         raise ValueError(
             "must be '' or folder names joined by '/' (letters, digits, _ . ~ -, not "
             "starting with a dot)"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from pgkeep.postgres.cluster import ThrowawayCluster, _free_port
+from pgkeep.throwaway.cluster import ThrowawayCluster, _free_port
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 SECRET = "bench-" + "k9Qw7ZpL2mXv8RbN4cYd6HfJ1sTgUaEo-x"

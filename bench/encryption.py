@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from pgkeep.core import encryption
 from pgkeep.core.age_writer import AgeWriter
-from pgkeep.postgres.cluster import ThrowawayCluster, available_bin_dirs
+from pgkeep.throwaway.cluster import ThrowawayCluster, available_bin_dirs
 
 ROOT = Path(__file__).parents[1]
 SCALES = [int(s) for s in os.environ.get("BENCH_ENC_SCALES", "10 50").split()]

@@ -34,8 +34,8 @@ from typing import Any
 import httpx
 from common import RUNS, SECRET, token
 
-from pgkeep.postgres.cluster import ThrowawayCluster, _free_port, available_bin_dirs
-from pgkeep.storage.seaweed import ThrowawayS3
+from pgkeep.throwaway.cluster import ThrowawayCluster, _free_port, available_bin_dirs
+from pgkeep.throwaway.s3 import ThrowawayS3
 
 ROOT = Path(__file__).parents[1]
 COUNT = int(os.environ.get("BENCH_INSTANCE_TARGETS", "30"))

@@ -21,7 +21,7 @@ from typing import Any
 
 from common import RUNS, SECRET
 
-from pgkeep.postgres.cluster import ThrowawayCluster, available_bin_dirs
+from pgkeep.throwaway.cluster import ThrowawayCluster, available_bin_dirs
 
 ROOT = Path(__file__).parents[1]
 COUNT = int(os.environ.get("BENCH_TARGETS", "50"))

@@ -29,15 +29,17 @@ from subprocess import DEVNULL
 from typing import Any
 
 import bare
+import drift as drift_bench
 import encryption as encryption_bench
 import httpx
 import instances as instances_bench
 import many
+import reads as reads_bench
 import s3 as s3_bench
 from common import RUNS, served, token
 
 from pgkeep import __version__
-from pgkeep.postgres.cluster import ThrowawayCluster, _free_port, available_bin_dirs
+from pgkeep.throwaway.cluster import ThrowawayCluster, _free_port, available_bin_dirs
 
 ROOT = Path(__file__).parents[1]
 PAGILA = ROOT.parent / "shared" / "fixtures" / "pagila"
@@ -518,6 +520,8 @@ def main() -> int:
     many.main()  # 50 databases in one slot: docs/benchmarks-targets.md
     s3_bench.main()  # backups in S3: docs/benchmarks-s3.md
     instances_bench.main()  # several instances: docs/benchmarks-instances.md
+    reads_bench.main()  # bytes read per verify with restore: docs/benchmarks-reads.md
+    drift_bench.main()  # the cost of drift alarms: docs/benchmarks-drift.md
     return encryption_bench.main()  # age: docs/benchmarks-encryption.md
 
 

@@ -32,8 +32,8 @@ from pgkeep.config import load_settings
 from pgkeep.core import manifests
 from pgkeep.core.models import Compression, DumpFormat, Manifest
 from pgkeep.core.signing import Signer
-from pgkeep.postgres.cluster import ThrowawayCluster, available_bin_dirs
-from pgkeep.storage.seaweed import ThrowawayS3
+from pgkeep.throwaway.cluster import ThrowawayCluster, available_bin_dirs
+from pgkeep.throwaway.s3 import ThrowawayS3
 
 ROOT = Path(__file__).parents[1]
 SCALES = [int(s) for s in os.environ.get("BENCH_S3_SCALES", "10 100").split()]

@@ -37,7 +37,8 @@ def wait_for_pg_dump_waiting(url: str, timeout: float = 30) -> None:
 
 
 def pg_dump_pids(url: str) -> list[int]:
-    """OS processes of pg_dump working on this URL's database."""
+    """OS processes of pg_dump working on this URL's database (one that is still being
+    started through postgres/lifeline.py is the same process: it counts)."""
     marker = f"dbname={conninfo_to_dict(url)['dbname']}".encode()
     pids = []
     for proc in Path("/proc").iterdir():
@@ -47,6 +48,7 @@ def pg_dump_pids(url: str) -> list[int]:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv and argv[0].endswith(b"pg_dump") and any(marker in arg for arg in argv):
+        # argv[0], or (for the moment before it becomes pg_dump) lifeline.py's tool argument
+        if any(a.endswith(b"/pg_dump") for a in argv[:6]) and any(marker in a for a in argv):
             pids.append(int(proc.name))
     return pids

@@ -28,9 +28,9 @@ from pgkeep.core.ports import Storage
 from pgkeep.core.service import BackupService
 from pgkeep.core.signing import Signer
 from pgkeep.http.app import create_app
-from pgkeep.postgres.cluster import ThrowawayCluster, available_bin_dirs
-from pgkeep.postgres.target import Target
-from pgkeep.storage.seaweed import ThrowawayS3
+from pgkeep.postgres.connection import Connection
+from pgkeep.throwaway.cluster import ThrowawayCluster, available_bin_dirs
+from pgkeep.throwaway.s3 import ThrowawayS3
 
 SAMPLE_SQL = Path(__file__).parents[1] / "src" / "pgkeep" / "demo" / "sample.sql"
 SECRET = "t3st-" + "k9Qw7ZpL2mXv8RbN4cYd6HfJ1sTgUaEo"
@@ -56,11 +56,15 @@ def core_service(
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests configure pgkeep explicitly; nothing leaks in from the developer's shell."""
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests configure pgkeep explicitly; nothing leaks in from the developer's shell. Each
+    test has its own state directory (its job board), as each has its own backups."""
     for name in list(os.environ):
         if name.startswith("PGKEEP_") and name != "PGKEEP_TEST_PG_MAJOR":
             monkeypatch.delenv(name)
+    # Beside the test's directory, not in it: some tests keep their backups in tmp_path
+    # itself, and pgkeep refuses a state directory inside the backup directory.
+    monkeypatch.setenv("PGKEEP_STATE_DIR", str(tmp_path.with_name(tmp_path.name + "-state")))
 
 
 @pytest.fixture(autouse=True)
@@ -176,7 +180,7 @@ def plant_backup(
         level=0,
         size_bytes=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
-        database=database or Target.from_url(settings.require_database_url()).dbname,
+        database=database or Connection.from_url(settings.require_database_url()).dbname,
         server_version="18.0",
         pg_dump_version="18.0",
         started_at=created_at,
@@ -186,8 +190,9 @@ def plant_backup(
     )
     current, old = settings.signing_keys()
     document = json.loads(manifests.to_json(manifest, Signer(current, old)))
-    if not signed:
-        document = {**document, "schemaVersion": 1, "signature": None}
+    if not signed:  # exactly what 0.1.0 wrote, before signing
+        document = {k: v for k, v in document.items() if k in manifests.LEGACY_KEYS}
+        document["schemaVersion"] = 1
     (directory / (name + ".json")).write_text(json.dumps(document))
     return name
 

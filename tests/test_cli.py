@@ -14,7 +14,7 @@ import jwt
 import pytest
 
 from pgkeep.cli import main
-from pgkeep.postgres.cluster import ThrowawayCluster
+from pgkeep.throwaway.cluster import ThrowawayCluster
 from tests.conftest import SECRET, SIGNING_KEY, backup_files
 
 
@@ -46,8 +46,8 @@ def test_cli_backup_create_list_delete(env: Path, capsys: pytest.CaptureFixture[
     assert main(["backup", "list"]) == 0
     assert capsys.readouterr().out.startswith(name + "\t")
     assert main(["backup", "delete", name]) == 0
-    assert capsys.readouterr().out == f"deleted {name}\n"
-    assert backup_files(env) == []
+    assert capsys.readouterr().out == f"deleted {name} from primary\n"
+    assert backup_files(env) == [f"{name}.deleted"]  # its signed tombstone, and nothing else
 
 
 @pytest.mark.parametrize(

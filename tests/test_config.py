@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyrage
 import pytest
 
 from pgkeep.config import WEB_DIR, load_settings
@@ -115,3 +116,12 @@ def test_bad_new_settings_name_the_setting(overrides: dict[str, object], message
             with pytest.raises(ConfigError) as caught:
                 load_settings(**overrides)
             assert value not in caught.value.message
+
+
+def test_upper_case_age_recipients_are_kept_lower_case(tmp_path: Path) -> None:
+    """`AGE1…` inline or in a recipients file: the same key, kept in its canonical form."""
+    inline, listed = (str(pyrage.x25519.Identity.generate().to_public()) for _ in range(2))
+    recipients = tmp_path / "recipients.txt"
+    recipients.write_text(f"# ops team\n{listed.upper()}\n")
+    settings = load_settings(age_recipients=f"{inline.upper()},{recipients}")
+    assert settings.age_recipients == (inline, listed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 import boto3
 import httpx
 
-from pgkeep.postgres.cluster import _free_port
+from pgkeep.throwaway.cluster import _free_port
 
 
 def _banner(proc: subprocess.Popen[str]) -> str:
@@ -92,7 +93,25 @@ def test_demo_stopped_with_sigterm_removes_its_throwaway_cluster(tmp_path: Path)
         socket_dir = re.search(r"@127\.0\.0\.1:(\d+)/", banner)
         assert socket_dir is not None, banner
         cluster_port = socket_dir.group(1)
-        _wait_serving(f"http://127.0.0.1:{port}")
+        assert "as the role 'pgkeep' (no superuser" in banner
+        assert re.search(r"PGKEEP_DATABASE_URL=postgresql://pgkeep:", banner), banner
+        base = f"http://127.0.0.1:{port}"
+        _wait_serving(base)
+        # The safe way to run is the demo's: a verify with a test restore and a restore work.
+        token = dict(re.findall(r"export (\w+)=(\S+)", banner))["TOKEN"]
+        auth = {"Authorization": f"Bearer {token}"}
+        name = httpx.post(f"{base}/api/backup/create", headers=auth, timeout=60).json()["filename"]
+        verified = httpx.post(
+            f"{base}/api/backup/{name}/verify", headers=auth, json={"restore": True}, timeout=60
+        ).json()
+        assert verified["verified"] is True, verified
+        restored = httpx.post(
+            f"{base}/api/backup/{name}/restore",
+            headers=auth,
+            json={"targetDatabase": "shop_copy"},
+            timeout=60,
+        )
+        assert restored.status_code == 200, restored.text
     finally:
         proc.send_signal(signal.SIGTERM)  # as `timeout` or `kill` would stop it
         rest = proc.communicate(timeout=60)[0]
@@ -100,3 +119,28 @@ def test_demo_stopped_with_sigterm_removes_its_throwaway_cluster(tmp_path: Path)
     assert proc.returncode == 0
     running = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert f"-p {cluster_port} " not in running  # its PostgreSQL is gone
+
+
+def test_demo_honours_pgkeep_port_and_refuses_a_taken_one_before_anything_else() -> None:
+    """PGKEEP_PORT is the demo's port too; taken, the demo says so in one line and exits
+    before starting a cluster or printing a token (it used to print both first)."""
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PGKEEP_", "AWS_"))}
+    env |= {"PGKEEP_PORT": str(port)}
+    try:
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "pgkeep", "demo"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        taken.close()
+    assert done.returncode != 0
+    assert f"PGKEEP_HOST/PGKEEP_PORT: cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "TOKEN" not in done.stdout + done.stderr
+    assert "throwaway" not in done.stdout
+    assert time.monotonic() - started < 20  # no cluster was started

@@ -24,7 +24,7 @@ from pgkeep.core.models import BackupOptions, Compression, DumpFormat
 from pgkeep.core.service import BackupService
 from pgkeep.errors import Corrupt, InsufficientStorage, NoIdentity
 from pgkeep.http.app import create_app
-from pgkeep.postgres.cluster import ThrowawayCluster
+from pgkeep.throwaway.cluster import ThrowawayCluster
 from tests.conftest import ACTOR, SECRET
 from tests.roundtrip import FIXTURES, fingerprint, load
 
@@ -246,6 +246,28 @@ def test_rotation_keeps_old_backups_open_and_says_who_each_is_for(
     assert only_new.proving.verify(second.name, restore=True, actor=ACTOR).verified
 
 
+@pytest.mark.parametrize("where", ["file", "inline"])
+def test_a_backup_to_an_upper_case_recipient_opens_in_pgkeep(
+    where: str,
+    make_settings: Callable[..., Settings],
+    keys: tuple[Key, Key],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """`AGE1…` in a recipients file: `age -d` opened such backups, pgkeep said "no identity"
+    (and inline, the key was taken for a file name)."""
+    key, _ = keys
+    recipients = tmp_path / "recipients.txt"
+    recipients.write_text(f"{key.public.upper()}\n")
+    given = str(recipients) if where == "file" else key.public.upper()
+    monkeypatch.setenv("PGKEEP_AGE_RECIPIENTS", given)
+    service = _service(make_settings, age_identity_file=key.file)
+    backup = service.creating.create(None, ACTOR)
+    verification = service.proving.verify(backup.name, restore=True, actor=ACTOR)
+    assert verification.verified, verification.checks
+    assert backup.recipients == (key.fingerprint,)  # as a lower-case key's always were
+
+
 def test_damaged_ciphertext_fails_verify_and_restore_touches_nothing(
     make_settings: Callable[..., Settings],
     keys: tuple[Key, Key],
@@ -283,5 +305,5 @@ def test_staging_refuses_an_archive_that_would_not_fit(
         yield b"PGDMP"
 
     with pytest.raises(InsufficientStorage, match="to stage the archive"):
-        restorer.check_archive(18, chunks, size_hint=10**18)
+        restorer.check_archive(18, chunks(), size_hint=10**18)
     assert opened == []  # refused before anything was decrypted or written

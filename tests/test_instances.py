@@ -20,8 +20,8 @@ import httpx
 import psycopg
 import pytest
 
-from pgkeep.postgres.cluster import ThrowawayCluster
-from pgkeep.storage.seaweed import ThrowawayS3
+from pgkeep.throwaway.cluster import ThrowawayCluster
+from pgkeep.throwaway.s3 import ThrowawayS3
 from tests.blocking import pg_dump_pids
 from tests.conftest import SECRET
 from tests.test_serve_process import _token, start_server
@@ -222,7 +222,9 @@ def test_a_job_is_followed_and_cancelled_from_other_instances(fleet: Fleet) -> N
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["job"]["status"] == "cancelled"
     _wait(lambda: not pg_dump_pids(fleet.slow), timeout=10)
-    assert time.monotonic() - asked < 5
+    # Within a few lease beats (1 s each), not a lease lapse (30 s): seen at 6 s on a
+    # machine whose two cores were busy with other work.
+    assert time.monotonic() - asked < 15
     _wait(lambda: _uploads(fleet) == [], timeout=10)
     listed = httpx.get(f"{second}/api/backup/list?target=slow", headers=auth).json()
     assert listed["count"] == 0
@@ -352,14 +354,16 @@ def test_actions_on_every_instance_form_one_audit_chain(
     assert f"intact: {len(entries)} entries in pgkeep.audit" in verified.stdout
 
     control = fleet.env_control
+    first = min(e["seq"] for e in entries if e["result"] == "succeeded")
     cluster.execute(
         'UPDATE pgkeep.audit SET entry = replace(entry, \'"result": "succeeded"\','
-        ' \'"result": "failed"\') WHERE seq = 1',
+        ' \'"result": "failed"\') WHERE seq = (SELECT min(seq) FROM pgkeep.audit'
+        ' WHERE entry LIKE \'%"result": "succeeded"%\')',
         control,
     )
     broken = _audit_verify(fleet)
     assert broken.returncode != 0
-    assert "BROKEN at seq 1" in broken.stdout, broken.stdout
+    assert f"BROKEN at seq {first}" in broken.stdout, broken.stdout
 
 
 def test_an_instance_cut_off_from_the_control_database_stops_its_dump(

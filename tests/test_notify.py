@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,8 @@ import pytest
 
 from pgkeep.config import Settings
 from pgkeep.http.app import create_app
+from pgkeep.local.episodes import LocalEpisodes
+from pgkeep.local.state import StateFile
 from pgkeep.notify import Message, Notifier, signature
 
 NOTIFY_SECRET = "n0tify-" + "s3cret-k9Qw7ZpL2mXv8RbN4cYd"
@@ -134,7 +137,37 @@ def test_stale_alert_fires_once_and_rearms_after_success(receiver: Receiver) -> 
     assert notifier.check_stale("db", now - timedelta(days=3), now, day) is True
     events = [json.loads(body) for _, body in receiver.wait_for(2)]
     assert [e["event"] for e in events] == ["backup.stale", "backup.stale"]
-    assert "longer than 1 day, 2:00:00" in events[0]["text"]
+    assert "longer than 26h (last:" in events[0]["text"]  # as people write it
+
+
+def test_stale_alerts_are_one_per_episode_across_restarts_and_only_once_due(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    """With stale_after = 26h, every target alerted a second after the first start, again on
+    every restart, and a database found later alerted the moment it appeared (12 false
+    alerts in 7 minutes). Now a target with no backup is stale only once it has existed
+    26h, and an episode told is told once, whichever process (restart) looks."""
+    state = StateFile(tmp_path / "state")
+    start = datetime(2025, 1, 2, 12, tzinfo=UTC)
+    limit = timedelta(hours=26)
+
+    def process() -> Notifier:  # each a fresh process (a restart), sharing the state file
+        return Notifier(
+            (receiver.url,), NOTIFY_SECRET, backoff_seconds=0.01, episodes=LocalEpisodes(state)
+        )
+
+    assert process().check_stale("new", None, start, limit) is False  # just seen
+    assert process().check_stale("new", None, start + timedelta(hours=25), limit) is False
+    assert process().check_stale("new", None, start + timedelta(hours=27), limit) is True
+    assert process().check_stale("new", None, start + timedelta(hours=28), limit) is False
+    old = start - timedelta(hours=40)
+    assert process().check_stale("old", old, start, limit) is True  # a backup 40h old: due
+    assert process().check_stale("old", old, start + timedelta(minutes=7), limit) is False
+    assert process().check_stale("old", start, start, limit) is False  # a success ends it
+    later = start + timedelta(hours=30)
+    assert process().check_stale("old", start, later, limit) is True  # a new episode
+    events = [json.loads(body)["target"] for _, body in receiver.wait_for(3)]
+    assert sorted(events) == ["new", "old", "old"]
 
 
 def test_apprise_urls_are_delivered_through_apprise(receiver: Receiver) -> None:

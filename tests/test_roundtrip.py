@@ -13,7 +13,7 @@ from pgkeep.config import load_settings
 from pgkeep.core import pipeline
 from pgkeep.core.models import BackupOptions, Compression, DumpFormat
 from pgkeep.core.service import BackupService
-from pgkeep.postgres.cluster import ThrowawayCluster, available_bin_dirs
+from pgkeep.throwaway.cluster import ThrowawayCluster, available_bin_dirs
 from tests.conftest import ACTOR, SECRET
 from tests.roundtrip import FIXTURES, PAGILA, fingerprint, load
 

@@ -18,9 +18,9 @@ from pgkeep.config import Settings
 from pgkeep.config_file import StoreConfig
 from pgkeep.errors import ConfigError
 from pgkeep.http.app import create_app
-from pgkeep.postgres.cluster import ThrowawayCluster
 from pgkeep.storage import s3
-from pgkeep.storage.seaweed import ThrowawayS3
+from pgkeep.throwaway.cluster import ThrowawayCluster
+from pgkeep.throwaway.s3 import ThrowawayS3
 
 pytestmark = pytest.mark.anyio
 
@@ -72,11 +72,7 @@ async def test_backups_in_s3_end_to_end(
         created = (await api.post("/api/backup/create", headers=auth)).json()
         name = created["filename"]
         keys = [o["Key"] for o in s3_env.client().list_objects_v2(Bucket=bucket)["Contents"]]
-        assert sorted(keys) == [
-            f"backups/{name}",
-            f"backups/{name}.json",
-            "backups/pgkeep-jobs.json",
-        ]
+        assert sorted(keys) == [f"backups/{name}", f"backups/{name}.json"]
         assert not [p for p in backup_dir.glob("backup-*")]  # nothing on local disk
         listed = (await api.get("/api/backup/list", headers=auth)).json()
         assert [b["filename"] for b in listed["backups"]] == [name]
@@ -95,8 +91,9 @@ async def test_backups_in_s3_end_to_end(
         cluster.execute("DROP DATABASE from_s3 WITH (FORCE)")
         assert (await api.get("/readyz", headers=auth)).json()["status"] == "ready"
         assert (await api.delete(f"/api/backup/{name}", headers=auth)).status_code == 200
-        left = s3_env.client().list_objects_v2(Bucket=bucket, Prefix="backups/")["Contents"]
-        assert [o["Key"] for o in left] == ["backups/pgkeep-jobs.json"]
+        left = s3_env.client().list_objects_v2(Bucket=bucket, Prefix="backups/")
+        # Only the delete's signed tombstone (jobs are recorded in PGKEEP_STATE_DIR).
+        assert [o["Key"] for o in left.get("Contents", [])] == [f"backups/{name}.deleted"]
 
 
 def _wait(predicate: Callable[[], bool], timeout: float = 30) -> None:

@@ -8,6 +8,7 @@ import logging
 import os
 import resource
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +24,8 @@ import pytest
 from pgkeep import wiring
 from pgkeep.config import Settings
 from pgkeep.core.schedule import Scheduler
-from pgkeep.postgres.cluster import ThrowawayCluster, _free_port
+from pgkeep.throwaway.cluster import ThrowawayCluster, _free_port
+from pgkeep.throwaway.s3 import ThrowawayS3
 from tests.conftest import SECRET
 
 
@@ -234,9 +236,85 @@ def test_two_processes_race_for_one_scheduled_slot(
         for thread in threads:
             thread.join(timeout=120)
     for runtime in runtimes:
-        if runtime.jobs.coordination is not None:
-            runtime.jobs.coordination.close()
+        runtime.shared.board.close()
     taken = [p.name for d in ("a", "b") for p in (tmp_path / d).glob("backup-*.sql")]
     assert len(taken) == 1, taken
     assert caplog.text.count("scheduled backup started for slot") == 1
     assert "already taken by another process" in caplog.text
+
+
+@pytest.mark.parametrize("fault", ["wrong secret", "no bucket", "port in use"])
+def test_a_start_that_cannot_serve_says_why_in_one_line_before_announcing_itself(
+    database: str,
+    backup_dir: Path,
+    cluster: ThrowawayCluster,
+    s3_server: ThrowawayS3,
+    fault: str,
+) -> None:
+    """Seen on the previous main: a wrong S3 secret ended the start with a 3 KB escaped
+    traceback on one log line, after "serving on …" was already logged."""
+    env = server_env(database, backup_dir, cluster) | s3_server.env()
+    env |= {"PGKEEP_STORAGE_URL": "s3://pgkeep-tests/start", "PGKEEP_S3_REGION": "us-east-1"}
+    env["PGKEEP_S3_ENDPOINT_URL"] = s3_server.endpoint
+    port = _free_port()
+    taken = socket.create_server(("127.0.0.1", port)) if fault == "port in use" else None
+    if fault == "wrong secret":
+        env["AWS_SECRET_ACCESS_KEY"] = "not-" + env["AWS_SECRET_ACCESS_KEY"]
+    elif fault == "no bucket":
+        env["PGKEEP_STORAGE_URL"] = "s3://no-such-bucket-here/start"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "pgkeep", "serve", "--port", str(port)],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        if taken is not None:
+            taken.close()
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    errors = [line for line in output.splitlines() if line.startswith("pgkeep: error:")]
+    assert len(errors) == 1, output
+    assert "Traceback" not in output
+    assert "serving" not in output
+    expected = {
+        "wrong secret": "AWS_SECRET_ACCESS_KEY",
+        "no bucket": "no-such-bucket-here",
+        "port in use": "PGKEEP_PORT",
+    }[fault]
+    assert expected in errors[0], output
+    assert len(errors[0]) < 600
+
+
+def test_a_dropped_databases_backups_are_served_after_a_restart_of_pgkeep_serve(
+    cluster: ThrowawayCluster, tmp_path: Path
+) -> None:
+    """Real `pgkeep serve` processes, stopped and started: a found database is dropped between
+    the two; the second still lists its target (gone) and serves its backup."""
+    name = "served_gone_" + tmp_path.name[-6:].lower().replace("-", "_")
+    cluster.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    cluster.create_database(name)
+    cluster.execute("CREATE TABLE t (i int); INSERT INTO t VALUES (1)", name)
+    config = tmp_path / "pgkeep.toml"
+    config.write_text(
+        f'backup_dir = "{tmp_path / "store"}"\npg_bin_dir = "{cluster.bin_dir}"\n'
+        f'[servers.main]\nurl = "{cluster.url()}"\ninclude = ["{name}"]\n'
+    )
+    env = {"PGKEEP_CONFIG": str(config), "PGKEEP_JWT_SECRET": SECRET}
+    auth = {"Authorization": f"Bearer {_token()}"}
+    target = f"main.{name}"
+    log = tmp_path / "server.log"
+    with serving(env, log) as base:
+        created = httpx.post(f"{base}/api/backup/create?target={target}", headers=auth, timeout=60)
+        assert created.status_code == 200, created.text
+    backup = created.json()["filename"]
+    cluster.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with serving(env, log) as base:
+        listed = httpx.get(f"{base}/api/backup/list?target={target}", headers=auth).json()
+        shown = httpx.get(f"{base}/api/backup/targets", headers=auth).json()["targets"]
+        download = httpx.get(f"{base}/api/backup/download/{backup}?target={target}", headers=auth)
+    assert [b["filename"] for b in listed["backups"]] == [backup], listed
+    assert [t["gone"] for t in shown if t["name"] == target] == [True]
+    assert download.status_code == 200

@@ -18,7 +18,7 @@ from pgkeep import wiring
 from pgkeep.config import Settings
 from pgkeep.core.events import Actor
 from pgkeep.errors import Unavailable
-from pgkeep.postgres.cluster import ThrowawayCluster
+from pgkeep.throwaway.cluster import ThrowawayCluster
 from tests.blocking import pg_dump_pids
 from tests.conftest import SECRET
 from tests.test_serve_process import _token, start_server

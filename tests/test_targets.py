@@ -4,6 +4,7 @@ the dump limit, per-target isolation, and `?target=` on every route."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,10 +15,12 @@ import httpx
 import pytest
 
 from pgkeep import scheduling, targets, wiring
+from pgkeep.cli import main
 from pgkeep.config import Settings, load_settings
+from pgkeep.core.jobs import JobKind
 from pgkeep.errors import ConfigError, InvalidInput
 from pgkeep.http.app import create_app
-from pgkeep.postgres.cluster import ThrowawayCluster
+from pgkeep.throwaway.cluster import ThrowawayCluster
 from tests.conftest import ACTOR, SECRET, plant_backup
 
 DATABASES = [f"mt_{i:02d}" for i in range(20)]
@@ -158,9 +161,7 @@ def test_a_database_dropped_mid_run_fails_only_its_own_job(
     cluster.execute('CREATE DATABASE "mt_0z"')
     runtime.discover()
     assert "main.mt_0z" in runtime.services
-    run = threading.Thread(
-        target=scheduling.run_server, args=(runtime, "main", scheduling.scheduled_backup)
-    )
+    run = threading.Thread(target=scheduling.run_server, args=(runtime, "main", JobKind.CREATE))
     run.start()
     deadline = time.monotonic() + 30
     while _pg_dumps_now() == 0 and time.monotonic() < deadline:
@@ -172,7 +173,7 @@ def test_a_database_dropped_mid_run_fails_only_its_own_job(
     assert "mt_0z" in str(jobs["main.mt_0z"].error)
     assert all(jobs[f"main.mt_0{i}"].status == "succeeded" for i in range(10))
     runtime.discover()
-    assert "main.mt_0z" in runtime.gone  # its backups (none) and target stay, shown as gone
+    assert "main.mt_0z" not in runtime.services  # gone, and no backup to keep: forgotten
 
 
 def test_retention_of_one_target_never_touches_anothers(
@@ -247,6 +248,70 @@ def test_targets_on_several_servers_need_a_control_database(
     with pytest.raises(ConfigError, match="PGKEEP_CONTROL_DATABASE_URL: required"):
         wiring.build(load_settings(config=path))
     wiring.build(load_settings(config=path, control_database_url=cluster.url()))
+
+
+def test_a_found_database_never_shares_a_folder_with_a_target(
+    cluster: ThrowawayCluster,
+    database: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`prefix = "main.shop"` and `[servers.main]` finding `shop` shared a folder, and one
+    target's retention deleted the other's only backup. Found at start or later, such a
+    database is not made a target: an error names both, and readiness shows it."""
+    for name in ("shop", "shop_late"):
+        cluster.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    cluster.create_database("shop")
+    path = tmp_path / "pgkeep.toml"
+    path.write_text(
+        f'''
+jwt_secret = "{SECRET}"
+backup_dir = "{tmp_path / "store"}"
+pg_bin_dir = "{cluster.bin_dir}"
+
+[targets.front]
+database_url = "{database}"
+prefix = "main.shop"
+
+[targets.later]
+database_url = "{database}"
+prefix = "main.shop_late"
+
+[servers.main]
+url = "{cluster.url()}"
+include = ["shop*"]
+'''
+    )
+    runtime = wiring.build(load_settings(config=path))
+    try:
+        with caplog.at_level(logging.ERROR, logger="pgkeep.targets"):
+            runtime.start()
+            assert sorted(runtime.services) == ["front", "later"]
+            [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+            assert "target 'main.shop'" in error
+            assert "prefix 'main.shop', the prefix of target 'front'" in error
+            check = runtime.services["front"].readiness()[-1]
+            assert (check.name, check.ok) == ("prefix", False)
+            assert "'main.shop'" in check.details
+            caplog.clear()
+            cluster.create_database("shop_late")
+            assert runtime.discover() == []  # and at every rediscovery
+            [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+            assert "target 'main.shop_late'" in error  # shop's is not logged again
+            assert "the prefix of target 'later'" in error
+        prefixes = [spec.prefix for spec in runtime.specs.values()]
+        assert len(prefixes) == len(set(prefixes))
+        monkeypatch.setenv("PGKEEP_CONFIG", str(path))
+        assert main(["targets"]) == 0
+        listed = capsys.readouterr().out
+        assert "main.shop (not added: prefix of front)\tdatabase" in listed
+        assert "main.shop_late (not added: prefix of later)\tdatabase" in listed
+    finally:
+        runtime.stop()
+        for name in ("shop", "shop_late"):
+            cluster.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -342,3 +407,81 @@ def test_the_old_single_target_setup_is_unchanged(settings: Settings) -> None:
     assert spec.prefix == ""
     assert runtime.service() is runtime.services[spec.name]
     assert runtime.service().catalog.storage.directory == settings.backup_dir.resolve()  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
+async def test_a_dropped_databases_backups_outlive_restarts_until_deleted(
+    cluster: ThrowawayCluster,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Someone drops the production database: its target stays, marked gone, with every
+    backup listed, downloadable, verifiable and restorable, after a restart and in the CLI
+    (which discovers afresh); it is never backed up again; once its backups are deleted
+    it is forgotten. (The gone state lived in memory: after a restart, `?target=` said
+    "no target" though every backup was still in the store.)"""
+    name = "gone_" + tmp_path.name[-6:].lower().replace("-", "_")
+    cluster.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    cluster.create_database(name)
+    cluster.execute("CREATE TABLE t (i int); INSERT INTO t VALUES (1), (2)", name)
+    path = tmp_path / "pgkeep.toml"
+    path.write_text(
+        f'jwt_secret = "{SECRET}"\nbackup_dir = "{tmp_path / "store"}"\n'
+        f'pg_bin_dir = "{cluster.bin_dir}"\n[servers.main]\nurl = "{cluster.url()}"\n'
+        f'include = ["{name}"]\n'
+    )
+    target = f"main.{name}"
+    settings = load_settings(config=path)
+    first = wiring.build(settings)
+    first.discover()
+    backup = first.services[target].creating.create(None, ACTOR)
+    first.shared.board.close()
+    cluster.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+    app = create_app(load_settings(config=path))  # a restart
+    again = app.state.runtime
+    transport = httpx.ASGITransport(app=app)
+    token = {"Authorization": f"Bearer {_token(again.settings)}"}
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as api,
+    ):
+        listed = (await api.get(f"/api/backup/list?target={target}", headers=token)).json()
+        assert [b["filename"] for b in listed.get("backups", [])] == [backup.name], listed
+        shown = (await api.get("/api/backup/targets", headers=token)).json()["targets"]
+        assert [(t["gone"], t["status"]) for t in shown if t["name"] == target] == [(True, "gone")]
+        download = await api.get(
+            f"/api/backup/download/{backup.name}?target={target}", headers=token
+        )
+        assert download.status_code == 200
+        verified = await api.post(
+            f"/api/backup/{backup.name}/verify?target={target}",
+            headers=token,
+            json={"restore": True},
+        )
+        assert verified.json()["verified"] is True, verified.text
+        restored = await api.post(
+            f"/api/backup/{backup.name}/restore?target={target}",
+            headers=token,
+            json={"targetDatabase": name},
+        )
+        assert restored.status_code == 200, restored.text
+    cluster.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    scheduling.run_server(again, "main", JobKind.CREATE)  # a slot: no backup of a gone target
+    assert [b.name for b in again.services[target].catalog.list()] == [backup.name]
+
+    monkeypatch.setenv("PGKEEP_CONFIG", str(path))
+    assert main(["backup", "--target", target, "list"]) == 0
+    assert backup.name in capsys.readouterr().out  # the CLI, discovering afresh
+    again.services[target].catalog.delete(backup.name, ACTOR)
+    again.discover()
+    assert target not in again.services  # no backups left: forgotten
+    assert main(["backup", "--target", target, "list"]) != 0
+    again.shared.board.close()
+
+
+def _token(settings: Settings) -> str:
+    from pgkeep import tokens
+
+    return tokens.mint(settings, sub="alice", role="OWNER", ttl=timedelta(hours=1))

@@ -67,6 +67,16 @@ def test_a_ticket_expires_after_its_ttl_not_before() -> None:
         issuer.redeem(second, "t1", NAME)
 
 
+def test_a_ticket_lives_sixty_seconds_unless_told_otherwise() -> None:
+    clock = Clock()
+    issuer = TicketIssuer(clock=clock)
+    ticket, expires = issuer.issue("t1", NAME, "a")
+    assert expires == clock.now + 60
+    clock.now += 60.001
+    with pytest.raises(AuthError, match="expired download ticket"):
+        issuer.redeem(ticket, "t1", NAME)
+
+
 def test_the_signature_covers_the_body() -> None:
     issuer = TicketIssuer()
     ticket, _ = issuer.issue("t1", NAME, "alice")

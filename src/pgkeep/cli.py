@@ -12,12 +12,18 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from pgkeep import errors, formats, logs, tokens
-from pgkeep.cli_progress import progress_control
+from pgkeep import cli_keys, errors, formats, logs, tokens
+from pgkeep.cli_progress import follow
+from pgkeep.cli_targets import targets
 from pgkeep.config import Settings, load_settings
+from pgkeep.core import options
 from pgkeep.core.events import Actor
 from pgkeep.core.importing import Importing
-from pgkeep.core.models import BackupOptions, Compression, DumpFormat, Verification
+from pgkeep.core.jobs import JobStatus
+from pgkeep.core.models import Compression, DumpFormat, Verification
+from pgkeep.core.runner import JobRunner
+from pgkeep.core.selecting import Selection
+from pgkeep.core.service import BackupService
 
 logger = logging.getLogger(__name__)
 
@@ -59,41 +65,63 @@ def _backup(args: argparse.Namespace, settings: Settings) -> int:
     if settings.servers:
         runtime.discover()
     service = runtime.service(args.target)
+    runtime.announcing()
     actor = Actor(f"cli:{getpass.getuser()}", "cli")
-    if args.action == "create":
-        defaults = service.creating.defaults
-        options = BackupOptions(
-            DumpFormat(args.format) if args.format else defaults.format,
-            Compression(args.compression) if args.compression else defaults.compression,
-            args.level,
-        )
-        with progress_control() as control:
-            backup = service.creating.create(options, actor, control)
-        print(f"{backup.name}\t{formats.size_text(backup.size_bytes)}\t{backup.size_bytes} bytes")
-    elif args.action == "list":
+    if args.action in ("create", "verify", "restore"):
+        with runtime.keeping_leases():  # a job like any other: listed, exclusive, cancellable
+            return _job(args, service, actor, runtime.jobs)
+    if args.action == "list":
         for backup in service.catalog.list():
             created = formats.iso_ms(backup.created_at)
             recipients = ",".join(backup.recipients) or "-"
             size = formats.size_text(backup.size_bytes)
             print(f"{backup.name}\t{size}\t{created}\t{backup.trust}\t{recipients}")
+    elif args.action == "import":
+        return _import(args, runtime.importer(service), actor)
+    else:
+        stores = service.delete(args.name, actor)
+        print(f"deleted {args.name} from {', '.join(stores)}")
+    return 0
+
+
+def _job(args: argparse.Namespace, service: BackupService, actor: Actor, jobs: JobRunner) -> int:
+    """Create, verify or restore through the one door (the service's start_*), as a job."""
+    if args.action == "create":
+        chosen = options.resolve(
+            service.creating.defaults,
+            DumpFormat(args.format) if args.format else None,
+            Compression(args.compression) if args.compression else None,
+            args.level,
+        )
+        job = service.start_create(chosen, actor)
     elif args.action == "verify":
-        return _verify(service.proving.verify(args.name, restore=args.restore, actor=actor))
-    elif args.action == "restore":
-        result = service.proving.restore(
+        job = service.start_verify(args.name, restore=args.restore, actor=actor)
+    else:
+        job = service.start_restore(
             args.name,
             args.target_database,
             replace=args.replace,
             confirm=args.confirm,
             actor=actor,
+            selection=Selection(tuple(args.table), tuple(args.schema)),
         )
+    done = follow(jobs, job.id)
+    if isinstance(done.result, errors.PgkeepError):
+        raise done.result
+    if done.status is not JobStatus.SUCCEEDED:
+        raise errors.Cancelled(done.error or str(done.status), done.details)
+    if args.action == "create":
+        backup = done.result
+        print(f"{backup.name}\t{formats.size_text(backup.size_bytes)}\t{backup.size_bytes} bytes")
+    elif args.action == "verify":
+        return _verify(done.result)
+    else:
+        result = done.result
         for table in result.tables:
             print(f"{table.table}\t{table.actual} rows")
+        for key in result.dropped_foreign_keys:
+            print(f"dropped foreign key {key.name} of {key.table} (to {key.references})")
         print(f"restored {args.name} into {result.target_database} in {result.duration_ms} ms")
-    elif args.action == "import":
-        return _import(args, runtime.importer(service), actor)
-    else:
-        service.catalog.delete(args.name, actor)
-        print(f"deleted {args.name}")
     return 0
 
 
@@ -101,7 +129,8 @@ def _import(args: argparse.Namespace, importing: Importing, actor: Actor) -> int
     if args.existing == (args.file is not None):
         raise errors.InvalidInput("name a FILE to import, or --existing (not both)")
     if args.file is not None:
-        backup = importing.dump(_read_file(args.file), actor)
+        path = args.file
+        backup = importing.dump(lambda: _read_file(path), actor)
         print(f"imported {args.file} as {backup.name}\t{backup.size_bytes} bytes")
         return 0
     outcomes = importing.existing(actor)
@@ -120,25 +149,6 @@ def _read_file(path: Path) -> Iterator[bytes]:
         raise errors.InvalidInput(f"cannot read {str(path)!r}: {exc.strerror}") from exc
 
 
-def _targets(args: argparse.Namespace, settings: Settings) -> int:
-    from pgkeep import wiring
-
-    runtime = wiring.build(settings)
-    runtime.discover()
-    print("target\tkind\tserver\tdatabase\tbackups\tnewest\tschedule")
-    for name, service in sorted(runtime.services.items()):
-        spec = runtime.specs[name]
-        backups = service.catalog.list()
-        newest = formats.iso_ms(backups[0].created_at) if backups else "-"
-        database = spec.target.dbname if spec.kind == "database" else "-"
-        state = " (gone)" if name in runtime.gone else ""
-        print(
-            f"{name}{state}\t{spec.kind}\t{spec.target.address}\t{database}\t{len(backups)}"
-            f"\t{newest}\t{spec.settings.schedule or '-'}"
-        )
-    return 0
-
-
 def _verify(verification: Verification) -> int:
     for check in verification.checks:
         print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.details}")
@@ -148,7 +158,7 @@ def _verify(verification: Verification) -> int:
 
 def _audit(args: argparse.Namespace, settings: Settings) -> int:
     from pgkeep import wiring
-    from pgkeep.storage.audit import Trail, verify
+    from pgkeep.core.audit import Trail, verify
 
     runtime = wiring.build(settings)
     log: Trail = runtime.audit
@@ -213,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--target-database", required=True)
     restore.add_argument("--replace", action="store_true", help="drop and replace an existing one")
     restore.add_argument("--confirm", help="with --replace: the target database's name again")
+    restore.add_argument("--table", action="append", default=[], help="only it (schema.table)")
+    restore.add_argument("--schema", action="append", default=[], help="only its tables")
     actions.add_parser("list", help="list backups, newest first")
     delete = actions.add_parser("delete", help="delete one backup")
     delete.add_argument("name")
@@ -228,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     backup.set_defaults(handler=_backup)
 
     listing = commands.add_parser("targets", help="every target, found servers' databases too")
-    listing.set_defaults(handler=_targets)
+    listing.set_defaults(handler=targets)
 
     audit = commands.add_parser("audit", help="the audit log")
     audit_actions = audit.add_subparsers(dest="action", required=True)
@@ -244,10 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = commands.add_parser("keys", help="the age recipients and identities, as fingerprints")
     keys.set_defaults(handler=_keys)
+    cli_keys.add_parser(commands)  # api-key: API keys, not age keys
 
     demo = commands.add_parser("demo", help="`make run`: serve a throwaway sample database")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--host", default=None, help="default: PGKEEP_HOST, else 127.0.0.1")
+    demo.add_argument("--port", type=int, default=None, help="default: PGKEEP_PORT, else 8000")
     demo.set_defaults(handler=_demo)
     return parser
 

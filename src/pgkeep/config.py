@@ -3,15 +3,14 @@
 Loading raises `ConfigError` with one line naming the offending setting, so a
 bad configuration stops the process before it serves anything.
 
-Over 300 lines: one flat declaration of every setting, as the README's table lists
-them (a test keeps the two equal), and the checks that need several of them at once.
-The configuration file's own parts are config_file.py.
+One flat declaration of every setting, as the README's table lists them (a test keeps
+the two equal); the checks that need several of them at once are config_checks.py, the
+configuration file's own parts config_file.py.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,9 +23,10 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from pgkeep import config_file
+from pgkeep import config_checks, config_file
 from pgkeep.config_file import ServerConfig, StoreConfig, TargetConfig
 from pgkeep.core import encryption
+from pgkeep.core.drift import DriftPolicy
 from pgkeep.core.models import BackupOptions, Compression, DumpFormat
 from pgkeep.core.retention import RetentionPolicy
 from pgkeep.core.signing import hkdf
@@ -34,13 +34,6 @@ from pgkeep.errors import ConfigError, InvalidInput
 
 logger = logging.getLogger(__name__)
 
-HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
-PUBLIC_KEY_ALGORITHMS = frozenset(
-    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-)
-# RFC 7518 §3.2: an HMAC key at least as long as the hash output.
-MIN_SECRET_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
-_PLACEHOLDER_WORDS = ("change", "secret", "example", "placeholder", "password", "xxxx", "todo")
 WEB_DIR = Path(__file__).parent / "web"
 SIGNING_INFO = b"pgkeep manifest signing v1"
 
@@ -56,6 +49,7 @@ class Settings(BaseSettings):
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
     default_target: str | None = None
     control_database_url: SecretStr | None = None
+    state_dir: Path | None = None
     job_lease_seconds: float = Field(default=30.0, ge=4, le=3600)
     max_concurrent_dumps: int = Field(default=2, ge=1, le=64)
     dump_timeout: timedelta = timedelta(hours=24)
@@ -99,6 +93,7 @@ class Settings(BaseSettings):
     retention_keep_yearly: int = Field(default=0, ge=0)
     retention_min_keep: int = Field(default=1, ge=0)
     pg_bin_dir: Path | None = None
+    globals_passwords: bool = True
     default_format: DumpFormat = DumpFormat.PLAIN
     default_compression: Compression = Compression.NONE
     default_level: int | None = None
@@ -106,8 +101,12 @@ class Settings(BaseSettings):
     restore_jobs: int = Field(default=1, ge=1, le=64)
     row_count_max_bytes: int = Field(default=50 * 1024**3, ge=0)
     tmp_dir: Path | None = None
-    min_free_bytes: int = Field(default=0, ge=0)
+    min_free_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     stale_after: timedelta | None = None
+    drift_alarms: bool = True
+    drift_rows_percent: float = Field(default=50.0, gt=0, le=100)
+    drift_size_percent: float = Field(default=50.0, gt=0, le=100)
+    drift_min_rows: int = Field(default=1000, ge=0)
     notify_urls: Annotated[tuple[str, ...], NoDecode] = ()
     notify_secret: SecretStr | None = None
     notify_success: bool = False
@@ -159,10 +158,10 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Explicit values, then the environment, then PGKEEP_CONFIG's file."""
-        path = _config_path(init_settings)
+        path = config_file.config_path(init_settings)
         if path is None:
             return init_settings, env_settings
-        return init_settings, env_settings, _FileSource(settings_cls, path)
+        return init_settings, env_settings, config_file.FileSource(settings_cls, path)
 
     def for_target(self, overrides: config_file.Overrides) -> Settings:
         """These settings with a target's (or its server's) overrides applied."""
@@ -222,6 +221,14 @@ class Settings(BaseSettings):
             min_keep=self.retention_min_keep,
         )
 
+    def drift_policy(self) -> DriftPolicy:
+        return DriftPolicy(
+            enabled=self.drift_alarms,
+            rows_percent=self.drift_rows_percent,
+            size_percent=self.drift_size_percent,
+            min_rows=self.drift_min_rows,
+        )
+
     def default_options(self) -> BackupOptions:
         """Options for a create that names none (the spec's: plain, uncompressed)."""
         return BackupOptions(self.default_format, self.default_compression, self.default_level)
@@ -273,120 +280,20 @@ class Settings(BaseSettings):
         self.signing_keys()
 
 
-class _FileSource(PydanticBaseSettingsSource):
-    """The TOML file's top-level keys (settings) and tables (targets, servers)."""
-
-    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
-        super().__init__(settings_cls)
-        self.path = path
-        try:
-            self.data = config_file.read(path)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        unknown = sorted(set(self.data) - set(settings_cls.model_fields) - {"config"})
-        if unknown:
-            raise ConfigError(f"{config_file.locate(path, (unknown[0],))}: not a setting")
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self.data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self.data)
-
-
-def _config_path(init_settings: PydanticBaseSettingsSource) -> Path | None:
-    given = getattr(init_settings, "init_kwargs", {}).get("config") or os.environ.get(
-        "PGKEEP_CONFIG"
-    )
-    return Path(given) if given else None
-
-
 def load_settings(**overrides: object) -> Settings:
     """Build Settings from the environment and PGKEEP_CONFIG (and explicit overrides, for
     tests and the CLI)."""
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        raise ConfigError(_where(exc, overrides)) from None
-    _check_algorithms(settings)
-    _check_secret(settings)
-    _check_backup_dir(settings)
-    _check_schedules_and_alerts(settings)
+        raise ConfigError(config_checks.where(exc, overrides)) from None
+    config_checks.algorithms(settings)
+    config_checks.secrets(settings)
+    config_checks.backup_dir(settings, WEB_DIR)
+    config_checks.schedules_and_alerts(settings)
     settings.age_keys()  # a bad identity file stops the start, naming it
     try:
         settings.default_options()
     except InvalidInput as exc:
         raise ConfigError(f"PGKEEP_DEFAULT_COMPRESSION: {exc.message}", exc.details) from None
     return settings
-
-
-def _where(exc: ValidationError, overrides: dict[str, object]) -> str:
-    """One line naming what is wrong: the setting, or the file, line and key."""
-    error = exc.errors()[0]
-    loc = tuple(error["loc"])
-    if not loc:
-        return f"PGKEEP_*: {error['msg']}"
-    name = str(loc[0])
-    path = overrides.get("config") or os.environ.get("PGKEEP_CONFIG")
-    from_env = f"PGKEEP_{name.upper()}" in os.environ or name in overrides
-    if path and not from_env:
-        return f"{config_file.locate(Path(str(path)), loc)}: {error['msg']}"
-    return f"PGKEEP_{name.upper()}: {error['msg']}"
-
-
-def _check_secret(settings: Settings) -> None:
-    if settings.jwt_secret is not None:
-        minimum = max(MIN_SECRET_BYTES.get(a, 32) for a in settings.algorithms)
-        _check_random(
-            "PGKEEP_JWT_SECRET",
-            settings.jwt_secret,
-            minimum,
-            f"for {'/'.join(settings.algorithms)}",
-        )
-    if settings.signing_key is not None:
-        _check_random("PGKEEP_SIGNING_KEY", settings.signing_key, 32, "")
-    for old in settings.signing_keys_old:
-        _check_random("PGKEEP_SIGNING_KEYS_OLD", old, 32, "each")
-
-
-def _check_random(setting: str, value: SecretStr, minimum: int, what: str) -> None:
-    """Refuse short or placeholder secrets, naming the setting and never the value."""
-    secret = value.get_secret_value()
-    if len(secret.encode()) < minimum:
-        raise ConfigError(
-            f"{setting}: must be at least {minimum} bytes {what} ".replace("  ", " ")
-            + "(try: python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
-        )
-    lowered = secret.lower()
-    if len(set(secret)) < 8 or any(word in lowered for word in _PLACEHOLDER_WORDS):
-        raise ConfigError(f"{setting}: looks like a placeholder; use a random value")
-
-
-def _check_algorithms(settings: Settings) -> None:
-    algorithms = set(settings.algorithms)
-    allowed = HMAC_ALGORITHMS if settings.jwt_secret is not None else PUBLIC_KEY_ALGORITHMS
-    refused = sorted(algorithms - allowed)
-    if refused:
-        kind = "PGKEEP_JWT_SECRET" if settings.jwt_secret is not None else "a public key"
-        raise ConfigError(
-            f"PGKEEP_JWT_ALGORITHMS: {', '.join(refused)} not allowed with {kind}; "
-            f"choose from {', '.join(sorted(allowed))}"
-        )
-
-
-def _check_schedules_and_alerts(settings: Settings) -> None:
-    from pgkeep.core.schedule import parse
-
-    if settings.schedule:
-        parse(settings.schedule, "PGKEEP_SCHEDULE")
-    if settings.verify_schedule:
-        parse(settings.verify_schedule, "PGKEEP_VERIFY_SCHEDULE")
-    webhooks = [u for u in settings.notify_urls if u.startswith(("http://", "https://"))]
-    if webhooks and settings.notify_secret is None:
-        raise ConfigError("PGKEEP_NOTIFY_SECRET: required to sign webhooks in PGKEEP_NOTIFY_URLS")
-
-
-def _check_backup_dir(settings: Settings) -> None:
-    backup_dir = settings.backup_dir.resolve()
-    if backup_dir == WEB_DIR.resolve() or WEB_DIR.resolve() in backup_dir.parents:
-        raise ConfigError("PGKEEP_BACKUP_DIR: must not be inside the served web directory")

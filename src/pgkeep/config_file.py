@@ -10,6 +10,7 @@ file, the line and the key.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Iterable
@@ -19,9 +20,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from pgkeep.core import encryption
 from pgkeep.core.models import Compression, DumpFormat
+from pgkeep.errors import ConfigError
 
 TARGET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.~-]{0,199}", re.ASCII)
 _DURATION = re.compile(r"([0-9]+)([smhd])")
@@ -61,7 +64,8 @@ def endpoint(value: object) -> object:
 
 def recipients(value: object) -> object:
     """PGKEEP_AGE_RECIPIENTS: age1… keys, comma-separated (or a list), where any item may
-    instead be the path of a recipients file (one key per line, # comments)."""
+    instead be the path of a recipients file (one key per line, # comments). Keys are
+    kept lower-case, whichever case they were written in."""
     if value is None:
         return value
     items = value.split(",") if isinstance(value, str) else value
@@ -71,7 +75,7 @@ def recipients(value: object) -> object:
     for raw in (str(i).strip() for i in items):
         if not raw:
             continue
-        if raw.startswith("age1") or raw.startswith("AGE-SECRET-KEY-"):
+        if raw.lower().startswith(("age1", "age-secret-key-")):  # bech32: either case
             found.append(encryption.parse_recipient(raw))
             continue
         try:
@@ -122,6 +126,10 @@ class Overrides(RetentionOverrides):
     default_level: int | None = None
     row_count_max_bytes: int | None = Field(default=None, ge=0)
     stale_after: timedelta | None = None
+    drift_alarms: bool | None = None
+    drift_rows_percent: float | None = Field(default=None, gt=0, le=100)
+    drift_size_percent: float | None = Field(default=None, gt=0, le=100)
+    drift_min_rows: int | None = Field(default=None, ge=0)
     dump_timeout: timedelta | None = None
     storage_url: str | None = None
     copy_to: tuple[str, ...] | None = None
@@ -166,6 +174,13 @@ class ServerConfig(Overrides):
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
     globals: bool = False
+    globals_passwords: bool | None = None  # default: the top-level setting
+
+    def values(self) -> dict[str, Any]:
+        found = super().values()
+        if self.globals_passwords is not None:
+            found["globals_passwords"] = self.globals_passwords
+        return found
 
 
 def read(path: Path) -> dict[str, Any]:
@@ -199,3 +214,31 @@ def locate(path: Path, loc: tuple[str | int, ...]) -> str:
         if current == table and re.match(rf'"?{re.escape(name)}"?\s*=', text):
             return f"{path}:{number}: {key}"
     return f"{path}: {key}"
+
+
+class FileSource(PydanticBaseSettingsSource):
+    """The TOML file's top-level keys (settings) and tables (targets, servers)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+        try:
+            self.data = read(path)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        unknown = sorted(set(self.data) - set(settings_cls.model_fields) - {"config"})
+        if unknown:
+            raise ConfigError(f"{locate(path, (unknown[0],))}: not a setting")
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+def config_path(init_settings: PydanticBaseSettingsSource) -> Path | None:
+    given = getattr(init_settings, "init_kwargs", {}).get("config") or os.environ.get(
+        "PGKEEP_CONFIG"
+    )
+    return Path(given) if given else None

@@ -5,6 +5,7 @@ PgkeepError
 ├── Conflict              the request collides with work already under way
 ├── Cancelled             the work was cancelled on request
 ├── InvalidInput          a name or a body that is not acceptable
+│   └── Unprocessable     well-formed, not servable: a reused Idempotency-Key, an absent table
 ├── Corrupt               a backup's bytes do not match its manifest, or do not decode
 ├── Untrusted             a backup without a manifest signed by this service: never restored
 ├── NoIdentity            an encrypted backup that none of the configured age identities opens
@@ -17,7 +18,8 @@ PgkeepError
 ├── ToolError             a PostgreSQL client tool is missing or too old
 ├── DatabaseUnavailable   the target database cannot be reached
 ├── StorageError          the backup storage failed to read, write or delete
-│   └── InsufficientStorage   not enough free space for the next backup
+│   ├── InsufficientStorage   not enough free space for the next backup
+│   └── PartlyDeleted     a delete that could not reach every store holding the backup
 └── ConfigError           a setting is missing or unacceptable
 """
 
@@ -48,6 +50,10 @@ class Cancelled(PgkeepError):
 
 
 class InvalidInput(PgkeepError):
+    pass
+
+
+class Unprocessable(InvalidInput):
     pass
 
 
@@ -113,6 +119,14 @@ class StorageError(PgkeepError):
 
 class InsufficientStorage(StorageError):
     pass
+
+
+class PartlyDeleted(StorageError):
+    """`stores`: those the backup was removed from (rendered beside error and details)."""
+
+    def __init__(self, message: str, details: str = "", stores: list[str] | None = None) -> None:
+        super().__init__(message, details)
+        self.stores = stores or []
 
 
 class ConfigError(PgkeepError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 
 def size_text(size_bytes: int) -> str:
@@ -23,3 +23,12 @@ def iso_ms(moment: datetime) -> str:
 def http_date(moment: datetime) -> str:
     """RFC 9110 IMF-fixdate, for Last-Modified."""
     return moment.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+def duration(span: timedelta) -> str:
+    """As people write it (`26h`, `7d`, `90m`, `45s`), not `1 day, 2:00:00`."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from pgkeep.core.jobs import Coordination
-from pgkeep.core.ports import Storage
+from pgkeep.core.ports import ControlIdentity, Storage
 from pgkeep.errors import ConfigError, NotFound, StorageError
 
 MARKER = "pgkeep-control.json"
@@ -42,7 +41,7 @@ def write(storage: Storage, marker: Marker) -> None:
     storage.put(MARKER, json.dumps(body).encode() + b"\n")
 
 
-def check(root: Storage, coordination: Coordination | None) -> None:
+def check(root: Storage, coordination: ControlIdentity | None) -> None:
     """Instances that share a store share a control database: the store says which.
     Written by the first instance with one; a mismatch, or none, stops the start."""
     found = read(root)

@@ -1,4 +1,4 @@
-"""Alerts: failed backups, failed verifies and stale backups, told to people and systems.
+"""Alerts: failed backups, failed verifies, stale backups and drift, told to people and systems.
 
 `http(s)://` URLs get a plain webhook: a JSON body signed with HMAC-SHA256 of
 PGKEEP_NOTIFY_SECRET in `X-Pgkeep-Signature: sha256=<hex>`. Any other URL is an
@@ -26,6 +26,8 @@ import apprise
 
 from pgkeep import formats
 from pgkeep.core.events import Event
+from pgkeep.core.ports import Episodes
+from pgkeep.errors import PgkeepError
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ _KINDS = {"create": "backup", "verify": "verify", "copy": "copy"}  # core action
 
 @dataclass(frozen=True)
 class Message:
-    event: str  # backup.failed, verify.failed, backup.stale, backup.succeeded
+    event: str  # backup.failed, verify.failed, backup.stale, backup.drift, backup.succeeded
     target: str
     at: datetime
     text: str
@@ -63,13 +65,16 @@ class Notifier:
         *,
         send_success: bool = False,
         backoff_seconds: float = 2.0,
+        episodes: Episodes | None = None,
     ) -> None:
         self._urls = urls
         self._secret = secret
         self._send_success = send_success
         self._backoff = backoff_seconds
         self._queue: queue.Queue[tuple[str, Message]] = queue.Queue()
+        self._episodes = episodes  # kept where jobs are; in memory without (or while down)
         self._stale_since: dict[str, datetime] = {}  # per target: since when it is stale
+        self._seen: dict[str, datetime] = {}
         self.delivered = 0
         self.failed = 0
         if urls:
@@ -96,7 +101,18 @@ class Notifier:
                 )
             )
         elif event.outcome == "succeeded" and kind == "backup":
-            self._stale_since.pop(event.target, None)
+            self._close_stale(event.target)
+            if event.drift:
+                self.send(
+                    Message(
+                        "backup.drift",
+                        event.target,
+                        event.at,
+                        f"backup {event.filename} of {event.target!r} holds much less than "
+                        f"the one before it, which is now pinned: {event.drift}",
+                        event.filename,
+                    )
+                )
             if self._send_success:
                 self.send(
                     Message(
@@ -112,23 +128,55 @@ class Notifier:
     def check_stale(
         self, target: str, last_success: datetime | None, now: datetime, stale_after: timedelta
     ) -> bool:
-        """Alert once when the newest good backup is older than `stale_after`."""
+        """Alert once per episode when the newest good backup is older than `stale_after`; a
+        target with none is stale only once it has existed (been seen) that long."""
         if last_success is not None and now - last_success <= stale_after:
-            self._stale_since.pop(target, None)
+            self._close_stale(target)
             return False
-        if target in self._stale_since:
+        if last_success is None and now - self._first_seen(target, now) < stale_after:
+            return False
+        if not self._open_stale(target, now):
             return False  # already told
-        self._stale_since[target] = now
         since = formats.iso_ms(last_success) if last_success else "never"
         self.send(
             Message(
                 "backup.stale",
                 target,
                 now,
-                f"no successful backup of {target!r} for longer than {stale_after} (last: {since})",
+                f"no successful backup of {target!r} for longer than "
+                f"{formats.duration(stale_after)} (last: {since})",
             )
         )
         return True
+
+    def _first_seen(self, target: str, now: datetime) -> datetime:
+        if self._episodes is not None:
+            try:
+                return self._episodes.first_seen(target, now)
+            except PgkeepError as exc:
+                logger.warning("alert episodes not readable: %s", exc.message)
+        return self._seen.setdefault(target, now)
+
+    def _open_stale(self, target: str, now: datetime) -> bool:
+        if self._episodes is not None:
+            try:
+                opened = self._episodes.open("backup.stale", target, now)
+                self._stale_since[target] = now
+                return opened
+            except PgkeepError as exc:
+                logger.warning("alert episodes not writable: %s", exc.message)
+        if target in self._stale_since:
+            return False
+        self._stale_since[target] = now
+        return True
+
+    def _close_stale(self, target: str) -> None:
+        self._stale_since.pop(target, None)
+        if self._episodes is not None:
+            try:
+                self._episodes.close("backup.stale", target)
+            except PgkeepError as exc:
+                logger.warning("alert episodes not writable: %s", exc.message)
 
     def send(self, message: Message) -> None:
         for url in self._urls:

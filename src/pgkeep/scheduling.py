@@ -18,12 +18,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from pgkeep.core.events import SCHEDULER
-from pgkeep.core.jobs import Job
+from pgkeep.core.health import Missed
+from pgkeep.core.jobs import Job, JobKind
 from pgkeep.core.models import Check
 from pgkeep.core.schedule import Schedule, Scheduler
 from pgkeep.core.service import BackupService
 from pgkeep.errors import ConfigError, PgkeepError
-from pgkeep.postgres.ledger import PgLedger
+from pgkeep.notify import Message
+from pgkeep.postgres.control.ledger import PgLedger
 from pgkeep.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -47,23 +49,28 @@ def scheduler(runtime: Runtime) -> Scheduler | None:
                 f"database {spec.target.dbname!r}; name another database on the same server"
             )
         ledger = PgLedger(control, name)
-        service = runtime.services[name]
+        missed = _missed(runtime, name)
         if s.schedule:
-            run = _run(scheduled_backup, service)
-            schedules.append(Schedule("backup", s.schedule, run, ledger, identity, now))
+            run = _run(runtime, name, JobKind.CREATE)
+            schedules.append(Schedule("backup", s.schedule, run, ledger, identity, now, missed))
         if s.verify_schedule:
-            run = _run(scheduled_verify, service)
-            schedules.append(Schedule("verify", s.verify_schedule, run, ledger, identity, now))
+            run = _run(runtime, name, JobKind.VERIFY)
+            schedules.append(
+                Schedule("verify", s.verify_schedule, run, ledger, identity, now, missed)
+            )
     for key, server in runtime.settings.servers.items():
         settings = runtime.settings.for_target(server)
         ledger = PgLedger(control, f"servers.{key}")
+        missed = _missed(runtime, key)
         if settings.schedule:
-            run = _server_run(runtime, key, scheduled_backup)
-            schedules.append(Schedule("backup", settings.schedule, run, ledger, identity, now))
-        if settings.verify_schedule:
-            run = _server_run(runtime, key, scheduled_verify)
+            run = _server_run(runtime, key, JobKind.CREATE)
             schedules.append(
-                Schedule("verify", settings.verify_schedule, run, ledger, identity, now)
+                Schedule("backup", settings.schedule, run, ledger, identity, now, missed)
+            )
+        if settings.verify_schedule:
+            run = _server_run(runtime, key, JobKind.VERIFY)
+            schedules.append(
+                Schedule("verify", settings.verify_schedule, run, ledger, identity, now, missed)
             )
     checks = _stale_checks(runtime)
     if not schedules and not checks:
@@ -74,24 +81,90 @@ def scheduler(runtime: Runtime) -> Scheduler | None:
     return found
 
 
-def _run(work: Callable[[BackupService], None], service: BackupService) -> Callable[[], None]:
-    return lambda: work(service)
+def _missed(runtime: Runtime, target: str) -> Callable[[str, datetime, str], None]:
+    """A slot that could not run (its ledger, the control database, did not answer): an
+    alert, sent without the control database, and a log line; it runs once it answers."""
+
+    def missed(kind: str, slot: datetime, cause: str) -> None:
+        event = "backup.failed" if kind == "backup" else "verify.failed"
+        text = (
+            f"scheduled {kind} of {target!r} for {slot.isoformat()} could not run: {cause}; "
+            "it runs once the control database answers again"
+        )
+        logger.error("%s", text)
+        record(runtime, target, Missed(kind, slot, cause))
+        if runtime.notifier is not None:
+            runtime.notifier.send(Message(event, target, slot, text))
+
+    return missed
 
 
-def _server_run(
-    runtime: Runtime, key: str, work: Callable[[BackupService], None]
-) -> Callable[[], None]:
+def record(runtime: Runtime, target: str, missed: Missed) -> None:
+    """Keep a missed slot where jobs are (the target reads as failing until a backup
+    succeeds, across restarts); one that cannot be kept is logged."""
+    try:
+        runtime.shared.missed.miss(target, missed)
+    except PgkeepError as exc:
+        logger.warning("missed slot of %s not recorded: %s", target, exc.message)
+
+
+def _run(runtime: Runtime, name: str, kind: JobKind) -> Callable[[], None]:
     def run() -> None:
-        run_server(runtime, key, work)
+        try:
+            run_target(runtime.services[name], kind)
+        except _NotStarted as exc:
+            record(runtime, name, Missed(_schedule(kind), runtime.factory.clock(), exc.message))
+            raise
 
     return run
 
 
-def run_server(runtime: Runtime, key: str, work: Callable[[BackupService], None]) -> None:
-    """One slot of a server: find new databases, then `work` on each of its targets.
+def _schedule(kind: JobKind) -> str:
+    return "backup" if kind is JobKind.CREATE else "verify"
 
-    Creates go to the dump pool all at once and are waited for together; a target that
-    fails (or whose database was dropped meanwhile) fails only its own job.
+
+class _NotStarted(PgkeepError):
+    """A scheduled job that could not start (another create still running, a full queue)."""
+
+
+def _server_run(runtime: Runtime, key: str, kind: JobKind) -> Callable[[], None]:
+    return lambda: run_server(runtime, key, kind)
+
+
+def start(service: BackupService, kind: JobKind) -> Job | None:
+    """A scheduled job through the one door (the service's start_*): a create, or a verify
+    with restore of the newest signed backup (None: nothing to verify). Like any job, it
+    is listed, bounded by its pool and cancellable."""
+    if kind is JobKind.CREATE:
+        return service.start_create(None, SCHEDULER)
+    newest = next((b for b in service.catalog.list() if b.signed), None)
+    if newest is None or service.catalog.kind != "database":
+        return None
+    return service.start_verify(newest.name, restore=True, actor=SCHEDULER)
+
+
+def run_target(service: BackupService, kind: JobKind) -> None:
+    """One slot of a target's schedule: its job, waited for; PgkeepError when it failed
+    (_NotStarted when it could not start)."""
+    try:
+        job = start(service, kind)
+    except PgkeepError as exc:
+        raise _NotStarted(f"not started: {exc.message}", exc.details) from exc
+    if job is None:
+        return
+    done = service.jobs.wait(job.id)
+    if isinstance(done.result, PgkeepError):
+        raise done.result
+    if done.error:
+        raise PgkeepError(f"scheduled {kind} of {service.target} ended: {done.error}")
+
+
+def run_server(runtime: Runtime, key: str, kind: JobKind) -> None:
+    """One slot of a server: find new databases, then a job of `kind` for each target.
+
+    Creates go to the dump pool all at once and are waited for together; verifies one
+    after another (each still bounded by the verify pool); a target that fails (or whose
+    database was dropped meanwhile) fails only its own job.
     """
     runtime.discover(key)
     names = [
@@ -99,39 +172,28 @@ def run_server(runtime: Runtime, key: str, work: Callable[[BackupService], None]
         for name, spec in runtime.specs.items()
         if spec.server == key and name not in runtime.gone
     ]
-    if work is scheduled_backup:
-        jobs = []
-        for name in names:
-            try:
-                jobs.append(runtime.services[name].start_create(None, SCHEDULER))
-            except PgkeepError as exc:
-                logger.error("scheduled backup of %s not started: %s", name, exc.message)
-        _wait_all(runtime, jobs)
-        return
+    jobs: list[Job] = []
     for name in names:
         try:
-            work(runtime.services[name])
+            job = start(runtime.services[name], kind)
         except PgkeepError as exc:
-            logger.error("scheduled %s of %s failed: %s", work.__name__, name, exc.message)
+            logger.error("scheduled %s of %s not started: %s", kind, name, exc.message)
+            cause = f"not started: {exc.message}"
+            record(runtime, name, Missed(_schedule(kind), runtime.factory.clock(), cause))
+            continue
+        if job is not None:
+            jobs.append(job)
+        if kind is not JobKind.CREATE:
+            _wait_all(runtime, jobs)
+            jobs = []
+    _wait_all(runtime, jobs)
 
 
 def _wait_all(runtime: Runtime, jobs: list[Job]) -> None:
     for job in jobs:
         done = runtime.jobs.wait(job.id)
         if done.error:
-            logger.error("scheduled backup of %s failed: %s", done.target, done.error)
-
-
-def scheduled_backup(service: BackupService) -> None:
-    job = service.jobs.wait(service.start_create(None, SCHEDULER).id)
-    if isinstance(job.result, PgkeepError):
-        raise job.result
-
-
-def scheduled_verify(service: BackupService) -> None:
-    newest = next((b for b in service.catalog.list() if b.signed), None)
-    if newest is not None and service.catalog.kind == "database":
-        service.proving.verify(newest.name, restore=True, actor=SCHEDULER)
+            logger.error("scheduled %s of %s failed: %s", done.kind, done.target, done.error)
 
 
 def _stale_checks(runtime: Runtime) -> list[Callable[[datetime], None]]:

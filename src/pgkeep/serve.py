@@ -5,8 +5,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import socket
 
 from pgkeep.config import Settings
+from pgkeep.errors import ConfigError
 from pgkeep.http import server
 from pgkeep.http.app import create_app
 
@@ -32,11 +34,27 @@ def fewer_arenas() -> None:
         return
 
 
-def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
+def serve(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    listening: socket.socket | None = None,
+) -> None:
+    """Take the port (unless `listening` is it, taken already), do the start-up work, then
+    serve: a port in use, a store that refuses its credentials or a server that refuses
+    pgkeep's role stop the start with one line (ConfigError, the CLI's `pgkeep: error: …`)
+    before the address is announced."""
     fewer_arenas()
-    app = create_app(settings)
     host = host or settings.host
     port = port or settings.port
+    listening = listening or listen(host, port)
+    try:
+        app = create_app(settings)
+        app.state.runtime.start()
+    except BaseException:
+        listening.close()
+        raise
     targets = ",".join(app.state.runtime.services)
     logger.info("pgkeep serving target=%s on http://%s:%d", targets, host, port)
     server.run(
@@ -47,4 +65,16 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         settings.header_timeout_seconds,
         grace_seconds=settings.shutdown_grace_seconds,
         on_exit=app.state.runtime.shutting_down,
+        sockets=[listening],
     )
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound now; ConfigError naming the setting when it cannot be."""
+    try:
+        return socket.create_server((host, port), backlog=server.LISTEN_BACKLOG)
+    except OSError as exc:
+        raise ConfigError(
+            f"PGKEEP_HOST/PGKEEP_PORT: cannot listen on {host}:{port}: {exc.strerror}",
+            "stop what listens there, or choose another with PGKEEP_PORT (or --port)",
+        ) from None

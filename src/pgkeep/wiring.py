@@ -9,39 +9,44 @@ and the CLI only what it needs.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pgkeep import scheduling, targets
+from pgkeep import probes, scheduling, sharing, targets
 from pgkeep.config import Settings
+from pgkeep.core.apikeys import ApiKeys
+from pgkeep.core.audit import Trail
 from pgkeep.core.catalog import Catalog
 from pgkeep.core.copying import Copier
 from pgkeep.core.creating import Creating
 from pgkeep.core.events import Events
-from pgkeep.core.job_records import StoredJobRecords
-from pgkeep.core.jobs import JobRunner, Pool
+from pgkeep.core.jobs import Pool
 from pgkeep.core.leases import Leases
 from pgkeep.core.manifests import ManifestStore
+from pgkeep.core.models import Check
 from pgkeep.core.ports import Dumper, Storage
 from pgkeep.core.proving import Proving, Restorers
 from pgkeep.core.restore_rules import RestoreRules
+from pgkeep.core.runner import JobRunner
 from pgkeep.core.service import BackupService, Pools
 from pgkeep.core.signing import Signer
-from pgkeep.errors import ConfigError
+from pgkeep.errors import ConfigError, DatabaseUnavailable
+from pgkeep.local.state import default_directory
 from pgkeep.notify import Notifier
-from pgkeep.postgres import discovery, tools
-from pgkeep.postgres.audit_trail import PgAuditTrail
-from pgkeep.postgres.coordination import PgCoordination
+from pgkeep.postgres import discovery, privileges, tools
+from pgkeep.postgres.connection import Connection
+from pgkeep.postgres.control.audit_trail import PgAuditTrail
+from pgkeep.postgres.control.ledger import PgAuditAnchor
 from pgkeep.postgres.dump import PgDumper
 from pgkeep.postgres.globals import PgGlobalsDumper
-from pgkeep.postgres.ledger import PgAuditAnchor
 from pgkeep.postgres.restore import PgRestorer
-from pgkeep.postgres.target import Target
 from pgkeep.runtime import Runtime
-from pgkeep.storage.audit import AuditLog, Trail
+from pgkeep.storage.audit import AuditLog
+from pgkeep.storage.audit_fallback import FallbackTrail
 from pgkeep.stores import Stores
 from pgkeep.targets import TargetSpec
 
@@ -65,13 +70,15 @@ class Factory:
     events: Events
     jobs: JobRunner
     pools: Pools
-    control: Target
+    control: Connection
     clock: Clock
     stores: Stores
+    _probes: dict[tuple[str, str], probes.Probe] = field(default_factory=dict)
+    _client_tools: Check | None = None
 
     def databases(self, server: str) -> list[str]:
         """The databases a server's URL reaches that could be dumped."""
-        return discovery.databases(Target.from_url(server))
+        return discovery.databases(Connection.from_url(server))
 
     def service(self, spec: TargetSpec) -> BackupService:
         s = spec.settings
@@ -81,10 +88,10 @@ class Factory:
         dumper: Dumper = PgDumper(spec.target, bin_dirs, s.row_count_max_bytes, lock_wait)
         database = spec.target.dbname
         if spec.kind == "globals":
-            dumper = PgGlobalsDumper(spec.target, bin_dirs, lock_wait)
+            dumper = PgGlobalsDumper(spec.target, bin_dirs, lock_wait, s.globals_passwords)
             database = spec.target.address
         storage = self._storage(s, spec.prefix)
-        catalog = self._catalog(spec.name, database, storage, s, spec.kind)
+        catalog = self._catalog(spec.name, database, storage, s, spec)
         keys = s.age_keys()
         copies = [(store, self._copy_catalog(spec, database, store)) for store in s.copy_to]
         creating = Creating(
@@ -96,22 +103,67 @@ class Factory:
             min_free_bytes=s.min_free_bytes,
             timeout=s.dump_timeout,
             recipients=keys.recipients,
+            drift_policy=s.drift_policy(),
         )
         verify_url = s.verify_database_url
-        scratch = Target.from_url(verify_url.get_secret_value()) if verify_url else server
+        scratch = Connection.from_url(verify_url.get_secret_value()) if verify_url else server
 
-        def restorer(target: Target) -> PgRestorer:
+        def restorer(target: Connection) -> PgRestorer:
             return PgRestorer(target, bin_dirs, jobs=s.restore_jobs, tmp_dir=s.tmp_dir)
 
         rules = RestoreRules(
             protected=frozenset({self.control.dbname}),
             replace_allow=frozenset(s.restore_replace_allow),
         )
-        restorers = Restorers(restorer(server), restorer(scratch))
-        proving = Proving(catalog, restorers, self.events, self.clock, rules, copies, keys)
+        on_target, on_scratch = restorer(server), restorer(scratch)
+        restorers = Restorers(on_target, on_scratch)
+        probes = [self._restore_probe("restore", on_target)]
+        if scratch.address != server.address:
+            probes.append(self._restore_probe("verify_restore", on_scratch))
+        proving = Proving(
+            catalog, restorers, self.events, self.clock, rules, copies, keys, spool=s.tmp_dir
+        )
         copier = Copier(catalog, copies, self.events, backoff=s.copy_backoff_seconds)
         self.events.subscribe(copier.on_event)
-        return BackupService(catalog, creating, proving, self.jobs, self.pools, copier=copier)
+        service = BackupService(catalog, creating, proving, self.jobs, self.pools, copier=copier)
+        service.probes += [self.control_probe.check, *(p.check for p in probes), self.client_tools]
+        return service
+
+    @functools.cached_property
+    def control_probe(self) -> probes.Probe:
+        return probes.control_probe(lambda: privileges.check_control(self.control))
+
+    def _restore_probe(self, name: str, restorer: PgRestorer) -> probes.Probe:
+        """One probe per server, whichever targets restore there."""
+        key = (name, restorer.server)
+        if key not in self._probes:
+            self._probes[key] = probes.restore_probe(name, restorer.check_loader)
+        return self._probes[key]
+
+    def preflight(self, specs: list[TargetSpec]) -> None:
+        """At start, before serving: refuse (ConfigError) a control database or a target that
+        answers and refuses what backups need; name what restores would miss."""
+        try:
+            privileges.check_control(self.control)
+        except DatabaseUnavailable as exc:
+            logger.error("%s (starting not ready): %s", exc.message, exc.details)
+        for spec in specs:
+            if spec.kind == "database":
+                privileges.check_dump(spec.target)
+        for probe in self._probes.values():
+            probe.log()
+        self.client_tools()  # names, in the log, any psql or pg_restore to upgrade
+
+    def client_tools(self) -> Check:
+        """psql and pg_restore as installed: a check that passes, naming any with a known
+        restore-time vulnerability (each logged once, when first looked at: at start)."""
+        if self._client_tools is None:
+            notices = tools.reader_notices(tools.search_dirs(self.settings.pg_bin_dir))
+            for line in notices:
+                logger.warning("%s", line)
+            details = "; ".join(notices) or "no known vulnerability in psql or pg_restore"
+            self._client_tools = Check("client_tools", True, details)
+        return self._client_tools
 
     def root_store(self) -> Storage:
         return self.root if self.root is not None else self.stores.primary(self.settings, "")
@@ -122,11 +174,22 @@ class Factory:
         return self.stores.primary(settings, prefix)
 
     def _catalog(
-        self, name: str, database: str, storage: Storage, settings: Settings, kind: str
+        self, name: str, database: str, storage: Storage, settings: Settings, spec: TargetSpec
     ) -> Catalog:
         manifests = ManifestStore(storage, self.signer)
         policy = settings.retention_policy()
-        return Catalog(name, database, storage, manifests, self.events, policy, self.clock, kind)
+        return Catalog(
+            name,
+            database,
+            storage,
+            manifests,
+            self.events,
+            policy,
+            self.clock,
+            spec.kind,
+            prefix=spec.prefix,
+            bound=spec.name,
+        )
 
     def _copy_catalog(self, spec: TargetSpec, database: str, store: str) -> Catalog:
         """A copy store's catalog of this target: its own retention (a [stores] section's, or
@@ -136,7 +199,7 @@ class Factory:
         storage = self.stores.open(store, spec.prefix, "PGKEEP_COPY_TO")
         if storage.where == self._storage(spec.settings, spec.prefix).where:
             raise ConfigError(f"PGKEEP_COPY_TO: {store!a} is the primary store itself")
-        return self._catalog(f"{spec.name}@{store}", database, storage, settings, spec.kind)
+        return self._catalog(f"{spec.name}@{store}", database, storage, settings, spec)
 
 
 def build(settings: Settings, *, clock: Clock = utc_now, storage: Storage | None = None) -> Runtime:
@@ -152,51 +215,57 @@ def build(settings: Settings, *, clock: Clock = utc_now, storage: Storage | None
     signer = Signer(current, old)
     events = Events(clock)
     stores = Stores(settings)
-    records = StoredJobRecords(storage if storage is not None else stores.primary(settings, ""))
-    coordination = None
-    if settings.control_database_url is not None:  # shared by instances: jobs live there
-        coordination = PgCoordination(
-            control, lease_seconds=settings.job_lease_seconds, keep_for=settings.job_retention
-        )
-    jobs = JobRunner(
-        records, clock, keep_for=settings.job_retention, events=events, coordination=coordination
-    )
+    shared, database = sharing.decide(settings, control)
+    jobs = JobRunner(shared.board, clock, events=events)
     pools = Pools(
         dumps=Pool("dumps", settings.max_concurrent_dumps),
         proving=Pool("proving", settings.verify_concurrency, settings.verify_queue),
     )
     factory = Factory(settings, storage, signer, events, jobs, pools, control, clock, stores)
     audit: Trail
-    if coordination is not None:  # one chain for every instance, as rows
-        audit = PgAuditTrail(coordination.connection, signer.derive("audit"), coordination.where)
+    if database is not None:  # one chain for every instance, as rows; a local file while down
+        shared_trail = PgAuditTrail(database.connection, signer.derive("audit"), database.where)
+        pending = (settings.state_dir or default_directory()) / "audit-pending.jsonl"
+        audit = FallbackTrail(shared_trail, AuditLog(pending, signer.derive("audit")))
     else:
         audit = audit_log(
             settings, signer, settings.audit_log or settings.backup_dir / AUDIT_FILE, control
         )
-    events.subscribe(audit.on_event)
-    runtime = Runtime(settings, factory, audit)
+    events.record_in(audit.on_event)
+    runtime = Runtime(settings, factory, audit, shared)
     for spec in specs:
         runtime.add(spec)
     if settings.notify_urls:
         secret = settings.notify_secret.get_secret_value() if settings.notify_secret else None
         runtime.notifier = Notifier(
-            settings.notify_urls, secret, send_success=settings.notify_success
+            settings.notify_urls,
+            secret,
+            send_success=settings.notify_success,
+            episodes=shared.episodes,
         )
         events.subscribe(runtime.notifier.on_event)
     runtime.scheduler = scheduling.scheduler(runtime)
-    if coordination is not None:
-        runtime.leases = Leases(jobs, coordination, runtime.after_lapsed)
+    runtime.leases = Leases(jobs, shared.board, runtime.after_lapsed)
+    jobs.after_reaped = runtime.after_lapsed
     return runtime
 
 
-def control_database(settings: Settings, specs: list[TargetSpec]) -> Target:
+def api_keys(runtime: Runtime) -> ApiKeys:
+    """API keys as every entry point checks and mints them (the app, the CLI)."""
+    shared = runtime.shared
+    return ApiKeys(
+        shared.keys, shared.attempts, runtime.signer, runtime.events, runtime.factory.clock
+    )
+
+
+def control_database(settings: Settings, specs: list[TargetSpec]) -> Connection:
     """Where the schedule ledger and the audit anchor live (PGKEEP_CONTROL_DATABASE_URL, or
     PGKEEP_SCHEDULE_DATABASE on the one server every target is on)."""
     if settings.control_database_url is not None:
-        return Target.from_url(settings.control_database_url.get_secret_value())
+        return Connection.from_url(settings.control_database_url.get_secret_value())
     servers = {spec.target.address: spec.target for spec in specs}
     for server in settings.servers.values():
-        admin = Target.from_url(server.url.get_secret_value())
+        admin = Connection.from_url(server.url.get_secret_value())
         servers.setdefault(admin.address, admin)
     if len(servers) > 1:
         raise ConfigError(
@@ -207,7 +276,7 @@ def control_database(settings: Settings, specs: list[TargetSpec]) -> Target:
 
 
 def audit_log(
-    settings: Settings, signer: Signer, path: Path, control: Target | None = None
+    settings: Settings, signer: Signer, path: Path, control: Connection | None = None
 ) -> AuditLog:
     """The audit log at `path`, its chain keyed from the signing key, its head anchored in
     the control database."""

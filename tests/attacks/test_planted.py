@@ -26,8 +26,8 @@ from pgkeep.core.models import StoredObject
 from pgkeep.core.signing import Signer
 from pgkeep.errors import ConfigError, Corrupt
 from pgkeep.http.app import create_app
-from pgkeep.postgres.cluster import ThrowawayCluster
 from pgkeep.storage.local import LocalReadHandle, LocalStorage
+from pgkeep.throwaway.cluster import ThrowawayCluster
 from tests.conftest import ACTOR, core_service, plant_backup
 
 pytestmark = pytest.mark.anyio
@@ -72,7 +72,9 @@ def _manifest_of(backup_dir: Path, name: str) -> dict[str, object]:
     return data
 
 
-@pytest.mark.parametrize("case", ["no manifest", "unsigned", "forged", "copied", "edited"])
+@pytest.mark.parametrize(
+    "case", ["no manifest", "unsigned", "downgraded", "forged", "copied", "edited"]
+)
 async def test_planted_dump_never_runs(
     api: httpx.AsyncClient,
     auth: dict[str, str],
@@ -88,8 +90,11 @@ async def test_planted_dump_never_runs(
     manifest = _manifest_of(backup_dir, real)
     planted = {**manifest, "filename": NAME, "sha256": hashlib.sha256(evil).hexdigest()}
     planted["sizeBytes"] = len(evil)
-    if case == "unsigned":
-        planted |= {"schemaVersion": 1, "signature": None}
+    if case == "unsigned":  # as 0.1.0 wrote them, before signing
+        planted = {k: v for k, v in planted.items() if k in manifests.LEGACY_KEYS}
+        planted["schemaVersion"] = 1
+    elif case == "downgraded":  # a signed manifest edited to pass for one from before signing
+        planted |= {"schemaVersion": 1}
     elif case == "forged":
         planted["signature"] = {"keyId": manifest["signature"]["keyId"], "hmac": "0" * 64}  # type: ignore[index]
     elif case == "copied":
@@ -107,6 +112,7 @@ async def test_planted_dump_never_runs(
     expected = {
         "no manifest": "no manifest",
         "unsigned": "manifest unsigned",
+        "downgraded": "manifest tampered with",
         "forged": "manifest signature does not match",
         "copied": "manifest describes another backup",
         "edited": "manifest signature does not match",
@@ -221,7 +227,7 @@ class _SwappingStorage(LocalStorage):
         return super().open_read(name, listed)
 
 
-@pytest.mark.parametrize(("action", "swap_at"), [("restore", 3), ("verify", 3)])
+@pytest.mark.parametrize(("action", "swap_at"), [("restore", 2), ("verify", 2)])
 def test_bytes_swapped_in_after_the_checksum_never_run(
     database: str,
     backup_dir: Path,
@@ -230,9 +236,10 @@ def test_bytes_swapped_in_after_the_checksum_never_run(
     action: str,
     swap_at: int,
 ) -> None:
-    """Between verify's or restore's checksum pass and the load that follows, a file of the
-    same size and mtime, opening with the manifest's own `\\restrict` key (manifests are
-    readable in the store), is renamed into the backup's place: it is refused unread."""
+    """Between the look-up that found a backup and the one read that checks and loads it, a
+    file of the same size and mtime, opening with the manifest's own `\\restrict` key
+    (manifests are readable in the store), is renamed into the backup's place: it is
+    refused unread."""
     store = _SwappingStorage(backup_dir, swap_at)
     service = core_service(database, backup_dir, cluster.bin_dir, storage=store)
     backup = service.creating.create(None, ACTOR)
@@ -246,14 +253,15 @@ def test_bytes_swapped_in_after_the_checksum_never_run(
     assert len(store.evil) == backup.size_bytes
     before = _databases(cluster)
     if action == "restore":
-        with pytest.raises(Corrupt, match="changed since it was checked"):
+        with pytest.raises(Corrupt, match="failed its integrity check") as refused:
             service.proving.restore(backup.name, "from_swapped", actor=ACTOR)
+        assert "changed since it was checked" in refused.value.details
     else:
         result = service.proving.verify(backup.name, restore=True, actor=ACTOR)
-        restore_check = next(c for c in result.checks if c.name == "restore")
+        failed = {c.name: c.details for c in result.checks if not c.ok}
         assert not result.verified
-        assert "changed since it was checked" in restore_check.details, result.checks
-        assert all(c.ok for c in result.checks if c.name != "restore"), result.checks
-    assert store.opened == swap_at  # swapped after the checksum pass, not before
+        assert "changed since it was checked" in failed["sha256"], result.checks
+        assert failed["restore"] == "not test-restored: the checks above failed"
+    assert store.opened >= swap_at  # swapped after the look-up, before the read
     assert not marker.exists()
     assert _databases(cluster) == before

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
-from pgkeep.postgres.cluster import ThrowawayCluster
+from pgkeep.throwaway.cluster import ThrowawayCluster
 from tests.attacks import payloads
 from tests.conftest import backup_files
 

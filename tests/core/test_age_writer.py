@@ -3,6 +3,7 @@ the Rust crate; the `age` command, Go) at every boundary of the STREAM's 64 KiB 
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import subprocess
@@ -10,8 +11,13 @@ from pathlib import Path
 
 import pyrage
 import pytest
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from pgkeep.core.age_writer import _BECH32, CHUNK, AgeWriter, _polymod, recipient_key
+from pgkeep.core.age_writer import _BECH32, CHUNK, AgeWriter, _b64, _polymod, recipient_key
 from pgkeep.core.encryption import check_header
 from pgkeep.errors import InvalidInput
 from tests.core.test_encryption import AGE, age_keygen, needs_age
@@ -70,6 +76,68 @@ def test_a_chunk_cut_off_at_a_boundary_is_refused_by_the_reader() -> None:
         pyrage.decrypt_io(io.BytesIO(stored[: -(CHUNK + 16)]), io.BytesIO(), [identity])
 
 
+def _hkdf(secret: bytes, salt: bytes, info: bytes) -> bytes:
+    return HKDF(hashes.SHA256(), 32, salt, info).derive(secret)
+
+
+def _unb64(text: bytes) -> bytes:
+    return base64.b64decode(text + b"=" * (-len(text) % 4))
+
+
+def _opened(stored: bytes, key: X25519PrivateKey) -> tuple[bytes, bytes, list[bytes]]:
+    """(file key, payload nonce, every stanza's ephemeral share) of an age file, unwrapped
+    by hand with `key`, as the specification says, and proven by decrypting the payload."""
+    lines = stored.split(b"\n")
+    stanzas = []
+    at = 1
+    while lines[at].startswith(b"-> X25519 "):
+        stanzas.append((_unb64(lines[at].split(b" ")[2]), _unb64(lines[at + 1])))
+        at += 2
+    assert lines[at].startswith(b"--- ")
+    header_end = sum(len(line) + 1 for line in lines[: at + 1])
+    nonce, payload = stored[header_end : header_end + 16], stored[header_end + 16 :]
+    public = key.public_key().public_bytes_raw()
+    file_keys = []
+    for share, body in stanzas:
+        shared = key.exchange(X25519PublicKey.from_public_bytes(share))
+        wrap = ChaCha20Poly1305(_hkdf(shared, share + public, b"age-encryption.org/v1/X25519"))
+        try:
+            file_keys.append(wrap.decrypt(bytes(12), body, None))
+        except InvalidTag:
+            continue
+    [file_key] = file_keys
+    aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
+    assert aead.decrypt(bytes(11) + b"\x01", payload, None) == b"the same rows"
+    return file_key, nonce, [share for share, _ in stanzas]
+
+
+def test_each_file_has_a_fresh_secret_file_key_and_nonce_and_fresh_ephemeral_keys() -> None:
+    """Two files of the same rows for the same recipients share nothing secret: the file key
+    is random (not derived from anything), never written, not the nonce; each stanza has an
+    ephemeral key of its own."""
+    keys = [X25519PrivateKey.generate() for _ in range(2)]
+    recipients = tuple(_bech32("age", k.public_key().public_bytes_raw()) for k in keys)
+    files = [_write(b"the same rows", recipients) for _ in range(2)]
+    file_keys, nonces, shares = set(), set(), set()
+    for stored in files:
+        opened = [_opened(stored, key) for key in keys]
+        file_key, nonce, stanza_shares = opened[0]
+        assert {o[0] for o in opened} == {file_key}  # every recipient unwraps the one key
+        assert len(file_key) == 16
+        assert len(nonce) == 16
+        assert file_key not in stored
+        assert nonce[:8] not in file_key
+        assert file_key[:8] not in nonce
+        assert file_key != bytes(16)
+        file_keys.add(file_key)
+        nonces.add(nonce)
+        shares.update(stanza_shares)
+        assert not set(stanza_shares) & {k.public_key().public_bytes_raw() for k in keys}
+    assert len(file_keys) == 2
+    assert len(nonces) == 2
+    assert len(shares) == 4  # one ephemeral key per recipient and per file
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -82,8 +150,13 @@ def test_a_chunk_cut_off_at_a_boundary_is_refused_by_the_reader() -> None:
     ],
 )
 def test_recipients_that_are_not_age_x25519_keys_are_refused(bad: str) -> None:
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidInput, match=r"^not an age X25519 recipient \(age1…\)"):
         recipient_key(bad)
+
+
+def test_no_recipient_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="at least one recipient"):
+        AgeWriter(())
 
 
 def _bech32(hrp: str, data: bytes) -> str:
@@ -113,7 +186,29 @@ def test_a_low_order_key_is_refused_before_anything_is_wrapped_to_it() -> None:
             AgeWriter((_bech32("age", point),))
 
 
+def _refused(recipient: str) -> str:
+    with pytest.raises(InvalidInput) as caught:
+        recipient_key(recipient)
+    return caught.value.message
+
+
+def test_bech32_strings_that_are_no_age_key_are_refused_each_for_its_reason() -> None:
+    key = X25519PrivateKey.generate().public_key().public_bytes_raw()
+    plain = "not an age X25519 recipient (age1…)"
+    assert _refused(_bech32("age", key[:31])) == plain  # a key of another length
+    assert _refused(_bech32("age", key + b"\x00")) == plain
+    assert _refused(_bech32("agf", key)) == plain  # another prefix
+    assert _refused(_bech32("", key)) == plain
+    assert _refused("age1" + _bech32("age", key)[4:9]) == plain  # shorter than a checksum
+    bad_sum = _bech32("age", key)[:-1] + ("q" if _bech32("age", key)[-1] != "q" else "p")
+    assert _refused(bad_sum) == plain + ": bad checksum"
+    assert _refused("age1" + "b" * 60) == plain  # not in bech32's alphabet
+
+
 def test_recipient_keys_decode_to_the_public_key() -> None:
+    raw = X25519PrivateKey.generate().public_key().public_bytes_raw()
+    assert recipient_key(_bech32("age", raw)) == raw
+    assert recipient_key(" " + _bech32("age", raw) + "\n") == raw
     identity = pyrage.x25519.Identity.generate()
     public = str(identity.to_public())
     assert len(recipient_key(public)) == 32
@@ -121,6 +216,12 @@ def test_recipient_keys_decode_to_the_public_key() -> None:
     assert recipient_key(public) != recipient_key(
         str(pyrage.x25519.Identity.generate().to_public())
     )
+
+
+def test_base64_is_unpadded_and_keeps_every_other_character() -> None:
+    assert _b64(b"\x00\x00\x17") == b"AAAX"
+    assert _b64(b"ab") == b"YWI"
+    assert _b64(b"a") == b"YQ"
 
 
 @needs_age

@@ -3,18 +3,22 @@ damage and missing keys told apart."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyrage
 import pytest
 
-from pgkeep.core import encryption, pipeline
+from pgkeep.core import encryption, naming, pipeline
 from pgkeep.core.compression import decompressor
-from pgkeep.core.models import BackupOptions, Compression, DumpFormat
+from pgkeep.core.models import Backup, BackupOptions, Compression, DumpFormat, Manifest
+from pgkeep.core.reading import Outcome, Reading
 from pgkeep.errors import Corrupt, NoIdentity
 from pgkeep.storage import MemoryStorage
 
@@ -59,6 +63,40 @@ def _sealing(compression: Compression, recipients: tuple[str, ...]) -> pipeline.
     return pipeline.Sealing(compression, True, tuple(encryption.fingerprint(r) for r in recipients))
 
 
+_EXTENSIONS = {Compression.NONE: ".sql.age", Compression.GZIP: ".sql.gz.age"}
+_EXTENSIONS[Compression.ZSTD] = ".sql.zst.age"
+
+
+def _inspect(
+    stored: bytes, sealing: pipeline.Sealing, keys: encryption.Keys = encryption.NO_KEYS
+) -> Outcome:
+    """What the one reader finds in stored bytes sealed so (their manifest records them)."""
+    storage = MemoryStorage()
+    name = "backup-2025-01-02T03-04-05" + _EXTENSIONS[sealing.compression]
+    storage.put(name, stored)
+    at = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    manifest = Manifest(
+        name,
+        DumpFormat.PLAIN,
+        sealing.compression,
+        0,
+        len(stored),
+        "",
+        "db",
+        "18",
+        "18",
+        at,
+        at,
+        "t",
+        None,
+        recipients=sealing.recipients,
+    )
+    fmt, compression = naming.kind(name)
+    manifest = replace(manifest, sha256=hashlib.sha256(stored).hexdigest())
+    backup = Backup(name, len(stored), at, at, fmt, compression, manifest)
+    return Reading(storage, backup, keys).inspect()
+
+
 @pytest.mark.parametrize("compression", list(Compression))
 def test_the_chain_compresses_then_encrypts_and_back(compression: Compression) -> None:
     public, identity = _key()
@@ -68,7 +106,7 @@ def test_the_chain_compresses_then_encrypts_and_back(compression: Compression) -
     keys = encryption.Keys((public,), (identity,))
     sealing = _sealing(compression, (public,))
     assert b"".join(pipeline.content(_chunks(stored), sealing, keys)) == DATA
-    found = pipeline.inspect(_chunks(stored), sealing, keys)
+    found = _inspect(stored, sealing, keys)
     assert (found.problem, found.decoded_bytes, found.opened) == ("", len(DATA), True)
 
 
@@ -76,14 +114,14 @@ def test_without_an_identity_the_header_is_checked_and_nothing_decrypted() -> No
     public, _ = _key()
     stored = _seal(DATA, BackupOptions(), (public,))
     sealing = _sealing(Compression.NONE, (public,))
-    found = pipeline.inspect(_chunks(stored), sealing)
+    found = _inspect(stored, sealing)
     assert (found.problem, found.opened) == ("", False)
     for bad, problem in [
         (b"not age at all\n" + stored, "first line is not age-encryption.org/v1"),
         (stored.replace(b"-> X25519", b"-> X25519 \x01", 1), "malformed recipient stanza"),
         (stored[:40], "ends before it does"),
     ]:
-        assert problem in pipeline.inspect(_chunks(bad), sealing).problem
+        assert problem in _inspect(bad, sealing).problem
     with pytest.raises(NoIdentity, match=r"no identity for recipients age:[0-9a-f]{16}"):
         list(pipeline.content(_chunks(stored), sealing))
 
@@ -95,7 +133,7 @@ def test_a_flipped_byte_is_damage_and_a_wrong_key_is_no_identity() -> None:
     keys = encryption.Keys((public,), (identity,))
     sealing = _sealing(Compression.NONE, (public,))
     stored[len(stored) // 2] ^= 0x01
-    found = pipeline.inspect(_chunks(bytes(stored)), sealing, keys)
+    found = _inspect(bytes(stored), sealing, keys)
     assert "age data is damaged" in found.problem
     with pytest.raises(Corrupt, match="age data is damaged"):
         list(pipeline.content(_chunks(bytes(stored)), sealing, keys))
@@ -114,7 +152,7 @@ def test_truncated_ciphertext_is_damage() -> None:
     public, identity = _key()
     stored = _seal(DATA, BackupOptions(), (public,))
     keys = encryption.Keys((public,), (identity,))
-    found = pipeline.inspect(_chunks(stored[:-100]), _sealing(Compression.NONE, (public,)), keys)
+    found = _inspect(stored[:-100], _sealing(Compression.NONE, (public,)), keys)
     assert "age data is damaged" in found.problem
 
 
@@ -179,3 +217,24 @@ def test_fingerprints_are_stable_short_and_not_the_key() -> None:
     assert len(fp) == 20
     assert public[4:20] not in fp
     assert encryption.fingerprint(_key()[0]) != fp
+
+
+def test_an_upper_case_recipient_is_the_same_key_and_name() -> None:
+    """Bech32 ignores case: `age -r AGE1…` encrypts to the same key as `age1…`."""
+    public, identity = _key()
+    assert encryption.parse_recipient(public.upper()) == public
+    assert encryption.fingerprint(public.upper()) == encryption.fingerprint(public)
+    with pytest.raises(ValueError, match="not an age recipient"):
+        encryption.parse_recipient(public[:10] + public[10:].upper())  # mixed case is not bech32
+    with pytest.raises(ValueError, match="private key"):
+        encryption.parse_recipient(str(identity).lower())
+
+
+def test_backups_named_by_an_upper_case_fingerprint_still_open() -> None:
+    """Manifests written before fingerprints were of the lower-case form."""
+    public, identity = _key()
+    keys = encryption.Keys((), (identity,))
+    old = "age:" + hashlib.sha256(public.upper().encode()).hexdigest()[:16]
+    assert keys.can_open((old,))
+    assert keys.can_open((encryption.fingerprint(public),))
+    assert not keys.can_open(("age:" + hashlib.sha256(b"other").hexdigest()[:16],))

@@ -6,32 +6,28 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pgkeep.core.control import Control
-from pgkeep.core.jobs import Job, JobKind, JobRunner, JobStatus, Pool
+from pgkeep.core.jobs import JobKind, JobStatus, Pool
+from pgkeep.core.runner import JobRunner
 from pgkeep.errors import Cancelled, Unavailable
+from pgkeep.local.board import LocalJobBoard
+from pgkeep.local.state import StateFile
 
 
-class Records:
-    def __init__(self) -> None:
-        self.saved: list[Job] = []
-
-    def load(self) -> list[Job]:
-        return []
-
-    def save(self, jobs: list[Job]) -> None:
-        self.saved = jobs
+@pytest.fixture
+def runner(tmp_path: Path) -> JobRunner:
+    board = LocalJobBoard(StateFile(tmp_path / "state"))
+    return JobRunner(board, lambda: datetime.now(UTC))
 
 
-def _runner() -> JobRunner:
-    return JobRunner(Records(), lambda: datetime.now(UTC))
-
-
-def test_running_jobs_finish_or_are_cancelled_and_queued_ones_are_handed_back() -> None:
-    runner = _runner()
+def test_running_jobs_finish_or_are_cancelled_and_queued_ones_are_handed_back(
+    runner: JobRunner,
+) -> None:
     pool = Pool("dumps", 2)
     release = threading.Event()
     cleaned: list[str] = []
@@ -73,8 +69,7 @@ def test_running_jobs_finish_or_are_cancelled_and_queued_ones_are_handed_back() 
     assert handed_back.error == "not started: instance x is shutting down"
 
 
-def test_a_job_that_ignores_cancel_is_reported_stuck() -> None:
-    runner = _runner()
+def test_a_job_that_ignores_cancel_is_reported_stuck(runner: JobRunner) -> None:
     hold = threading.Event()
 
     def stubborn(control: Control) -> tuple[str | None, Any]:

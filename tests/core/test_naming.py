@@ -51,6 +51,20 @@ def test_validate_name_accepts_backup_names(name: str) -> None:
         "backup-2024-13-09T10-30-45.sql",  # month 13
         "backup-2024-12-09T10-30-45-1.sql",  # suffixes start at 2
         "backup-2024-12-09T10-30-45-01.sql",
+        "backup-2024-12-9T10-30-45.sql",  # a one-digit day
+        "backup-2024-1-09T10-30-45.sql",
+        "backup-2024-12-09T1-30-45.sql",
+        "backup-2024-12-09T10-3-45.sql",
+        "backup-2024-12-09T10-30-5.sql",
+        "backup-02024-12-09T10-30-45.sql",
+        "backup-2024-12-09T10-30-45-10000.sql",
+        "backup-2024-12-09T10-30-45-.sql",
+        "backup-2024-12-09T10-30-45-0.sql",
+        "backup-2024-02-30T10-30-45.sql",  # 30 February
+        "backup-2024-12-09T24-30-45.sql",
+        "backup-2024-12-09 10-30-45.sql",
+        "backup-2024-12-09T10-30-45.sql.bz2",
+        "Backup-2024-12-09T10-30-45.sql",
         "backup-2024-12-09T10-30-45.sql\x00.txt",
         "backup-2024-12-09T10-30-45.sql\n",
         "/etc/passwd",
@@ -167,3 +181,17 @@ def test_validate_name_says_what_a_name_looks_like() -> None:
         "expected backup-YYYY-MM-DDTHH-MM-SS.sql (or .sql.gz, .sql.zst, .dump), "
         "optionally with a -N suffix"
     )
+
+
+def test_parse_reads_every_part_of_a_name() -> None:
+    parsed = naming.parse("backup-2024-12-09T10-30-45-17.sql.zst")
+    assert parsed == naming.Parsed(datetime(2024, 12, 9, 10, 30, 45, tzinfo=UTC), 17, ".sql.zst")
+    assert parsed.created_at.tzinfo is UTC
+    first = naming.parse("backup-2024-12-09T10-30-45.dump")
+    assert first == naming.Parsed(datetime(2024, 12, 9, 10, 30, 45, tzinfo=UTC), 1, ".dump")
+    assert naming.parse("backup-2024-12-09T10-30-45-2.sql.gz") == naming.Parsed(
+        datetime(2024, 12, 9, 10, 30, 45, tzinfo=UTC), 2, ".sql.gz"
+    )
+    assert naming.parse("backup-2024-12-09T10-30-45-1.sql") is None
+    assert naming.parse("backup-2024-12-09T10-30-45.sql" + " " * 40) is None
+    assert naming.MAX_SEQUENCE == 9999

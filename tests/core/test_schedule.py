@@ -13,10 +13,10 @@ import pytest
 from pgkeep import wiring
 from pgkeep.config import load_settings
 from pgkeep.core.schedule import Schedule, parse
-from pgkeep.errors import ConfigError
-from pgkeep.postgres.cluster import ThrowawayCluster
-from pgkeep.postgres.ledger import PgLedger
-from pgkeep.postgres.target import Target
+from pgkeep.errors import ConfigError, PgkeepError
+from pgkeep.postgres.connection import Connection
+from pgkeep.postgres.control.ledger import PgLedger
+from pgkeep.throwaway.cluster import ThrowawayCluster
 from tests.conftest import SECRET
 
 DAILY = "0 3 * * *"
@@ -24,7 +24,7 @@ T0 = datetime(2025, 6, 1, 2, 0, tzinfo=UTC)
 
 
 def _ledger(cluster: ThrowawayCluster, target: str) -> PgLedger:
-    return PgLedger(Target.from_url(cluster.url("postgres")), target)
+    return PgLedger(Connection.from_url(cluster.url("postgres")), target)
 
 
 def _schedule(
@@ -111,3 +111,32 @@ def test_schedule_rejects_bad_cron_and_ledger_in_target(
     )
     with pytest.raises(ConfigError, match="PGKEEP_SCHEDULE_DATABASE"):
         wiring.build(settings)
+
+
+def test_a_slot_the_ledger_could_not_be_asked_for_is_told_once_then_caught_up(
+    cluster: ThrowawayCluster,
+) -> None:
+    """Seen before: with the control database down, a scheduled backup was skipped with one
+    log line (no alert, no catch-up). Now it is told once, and run once it answers."""
+    control = "ledger_" + secrets.token_hex(4)  # not there yet: the control database is down
+    ledger = PgLedger(Connection.from_url(cluster.url(control)), "t")
+    runs: list[str] = []
+    told: list[tuple[str, datetime, str]] = []
+    schedule = Schedule(
+        "backup", DAILY, lambda: runs.append("ran"), ledger, "a", T0, lambda *m: told.append(m)
+    )
+    slot = datetime(2025, 6, 1, 3, 0, tzinfo=UTC)
+    assert schedule.tick(T0) is None  # first start: nothing due (and no ledger asked)
+    with pytest.raises(PgkeepError):
+        schedule.tick(slot)
+    with pytest.raises(PgkeepError):
+        schedule.tick(slot + timedelta(minutes=15))  # still down: told once, not twice
+    assert [(kind, when) for kind, when, _ in told] == [("backup", slot)]
+    assert control in told[0][2]
+    cluster.execute(f'CREATE DATABASE "{control}"')  # it answers again
+    try:
+        assert schedule.tick(slot + timedelta(minutes=30)) == slot  # the missed slot, once
+        assert schedule.tick(slot + timedelta(minutes=45)) is None
+        assert runs == ["ran"]
+    finally:
+        cluster.execute(f'DROP DATABASE IF EXISTS "{control}" WITH (FORCE)')

@@ -20,9 +20,9 @@ from pgkeep.core.jobs import JobStatus
 from pgkeep.core.models import Backup
 from pgkeep.core.service import BackupService
 from pgkeep.errors import Conflict, DumpFailed
-from pgkeep.postgres.cluster import ThrowawayCluster
-from pgkeep.postgres.target import Target
+from pgkeep.postgres.connection import Connection
 from pgkeep.storage import MemoryStorage
+from pgkeep.throwaway.cluster import ThrowawayCluster
 from tests.blocking import pg_dump_pids, table_locked, wait_for_pg_dump_waiting
 from tests.conftest import ACTOR, backup_files, connect, core_service
 
@@ -56,7 +56,7 @@ def test_service_create_writes_a_real_dump(
         "public.product": 100,
         "public.purchase": 5000,
     }
-    assert manifest["database"] == Target.from_url(database).dbname
+    assert manifest["database"] == Connection.from_url(database).dbname
     assert (manifest["format"], manifest["compression"]) == ("plain", "none")
     assert backup.size_bytes == path.stat().st_size > 10_000
     text = path.read_text()
@@ -65,7 +65,7 @@ def test_service_create_writes_a_real_dump(
     assert "-- PostgreSQL database dump complete" in text[-300:]
     assert service.catalog.list()[0].name == backup.name
     lines = [r.getMessage() for r in caplog.records]
-    db = Target.from_url(database).dbname
+    db = Connection.from_url(database).dbname
     assert f"backup started target={db} backup={backup.name} format=plain compression=none" in lines
     assert any(
         line.startswith(f"backup finished target={db} backup={backup.name} size_bytes=")
@@ -93,7 +93,7 @@ def test_service_same_second_creates_get_distinct_names(
 def test_service_pg_dump_failure_leaves_nothing(
     database: str, backup_dir: Path, cluster: ThrowawayCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
-    db = Target.from_url(database).dbname
+    db = Connection.from_url(database).dbname
     cluster.execute(f"CREATE ROLE weak_{db} LOGIN PASSWORD 'weak-pass-{db}'")
     cluster.execute(
         f"REVOKE ALL ON customer FROM PUBLIC; GRANT CONNECT ON DATABASE {db} TO weak_{db}", db
@@ -102,9 +102,14 @@ def test_service_pg_dump_failure_leaves_nothing(
     service = _service(url, backup_dir, cluster.bin_dir)
     with pytest.raises(DumpFailed) as caught:
         _create(service)
-    assert caught.value.message == f"pg_dump failed with exit code 1 on database {db!r}"
+    # Cause first (issue 20): the message ends with pg_dump's own error, the details lead
+    # with it, before pg_dump's verbose log.
+    assert caught.value.message.startswith(
+        f"pg_dump failed with exit code 1 on database {db!r}: query failed: ERROR:  permission"
+    ), caught.value.message
     assert caught.value.exit_code == 1
-    assert "permission denied" in caught.value.details
+    assert caught.value.details.startswith("pg_dump: error: query failed: ERROR:  permission")
+    assert "pg_dump: reading" in caught.value.details  # the verbose log still follows
     assert f"weak-pass-{db}" not in caught.value.details
     assert _files(backup_dir) == []
     assert any(r.getMessage().startswith(f"backup failed target={db}") for r in caplog.records)
@@ -230,7 +235,7 @@ def test_service_retention_runs_only_after_success_and_only_on_its_own(
     database: str, backup_dir: Path, cluster: ThrowawayCluster
 ) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
-    db = Target.from_url(database).dbname
+    db = Connection.from_url(database).dbname
     backup_dir.mkdir(mode=0o700)
     old = _plant(backup_dir, timedelta(days=31), now, db)
     edge = _plant(backup_dir, timedelta(days=29, hours=23), now, db)
@@ -261,7 +266,7 @@ def test_progress_on_never_analyzed_tables_never_runs_ahead(
     database: str, backup_dir: Path, cluster: ThrowawayCluster
 ) -> None:
     """relpages is 0 until ANALYZE: the estimate showed 99% from the first event."""
-    db = Target.from_url(database).dbname
+    db = Connection.from_url(database).dbname
     cluster.execute(
         "CREATE TABLE fresh AS SELECT i, md5(i::text) AS h FROM generate_series(1, 200000) i", db
     )

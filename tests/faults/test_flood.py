@@ -16,7 +16,7 @@ from typing import cast
 
 import httpx
 
-from pgkeep.postgres.cluster import ThrowawayCluster
+from pgkeep.throwaway.cluster import ThrowawayCluster
 from tests.test_serve_process import server_env, start_server
 
 FLOOD = 1500  # three times the server's descriptor limit below

@@ -13,7 +13,7 @@ import pytest
 
 from pgkeep.config import Settings
 from pgkeep.http.app import create_app
-from pgkeep.postgres.cluster import ThrowawayCluster
+from pgkeep.throwaway.cluster import ThrowawayCluster
 from tests.blocking import table_locked, wait_for_pg_dump_waiting
 from tests.conftest import backup_files
 
@@ -32,8 +32,10 @@ ADDITIVE = {
     "trust",
     "encrypted",
     "recipients",
+    "drift",
+    "labels",
 }
-LIST_ADDITIVE = ADDITIVE | {"target"}
+LIST_ADDITIVE = ADDITIVE | {"target", "kind", "pinned", "durationMs", "verification"}
 NAME = re.compile(r"backup-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(-\d+)?\.sql")
 
 
@@ -154,8 +156,9 @@ async def test_delete_answers_the_spec(
         "success": True,
         "message": "Backup deleted successfully",
         "filename": name,
+        "stores": ["primary"],  # additive: where it was removed from
     }
-    assert backup_files(backup_dir) == []  # the manifest went with it
+    assert backup_files(backup_dir) == [f"{name}.deleted"]  # the manifest went, a tombstone
     again = await api.delete(f"/api/backup/{name}", headers=auth)
     assert again.status_code == 404
     assert again.json() == {"error": f"backup {name!r} not found", "details": ""}

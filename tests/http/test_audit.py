@@ -13,7 +13,8 @@ import pytest
 from pgkeep import scheduling, wiring
 from pgkeep.cli import main
 from pgkeep.config import Settings
-from pgkeep.storage.audit import verify
+from pgkeep.core.audit import verify
+from pgkeep.core.jobs import JobKind
 from tests.conftest import backup_files
 
 pytestmark = pytest.mark.anyio
@@ -36,23 +37,40 @@ async def test_audit_records_actions_and_pages(
     await api.delete(f"/api/backup/{name}")  # no token
     await api.delete(f"/api/backup/{name}", headers=auth)
     await api.get("/api/backup/list", headers=auth)  # reads are not audited, downloads are
-    page = (await api.get("/api/backup/audit?limit=3", headers=auth)).json()
-    assert page["total"] == 8
-    assert [e["action"] for e in page["entries"]] == ["delete", "delete", "unpin"]
-    first, second = page["entries"][0], page["entries"][1]
-    assert (first["who"], first["result"], first["via"]) == ("alice", "succeeded", "api")
-    assert (second["who"], second["result"], second["status"]) == (None, "refused", 401)
-    rest = (await api.get("/api/backup/audit?offset=3", headers=auth)).json()["entries"]
-    assert [e["action"] for e in rest] == ["delete", "pin", "verify", "download", "create"]
-    assert rest[0]["result"] == "refused"
-    assert "pinned" in rest[0]["error"]
-    assert rest[3]["backup"] == name
-    assert rest[3]["source"] == "127.0.0.1"
+    page = (await api.get("/api/backup/audit?limit=4", headers=auth)).json()
+    assert page["total"] == 15  # what the core ran: started, then how it ended
+    assert [(e["action"], e["result"]) for e in page["entries"]] == [
+        ("delete", "succeeded"),
+        ("delete", "started"),
+        ("delete", "refused"),  # no token: recorded at the edge, never started
+        ("unpin", "succeeded"),
+    ]
+    first, started, refused = page["entries"][:3]
+    assert (first["who"], first["via"]) == ("alice", "api")
+    assert (started["who"], started["backup"]) == ("alice", name)
+    assert (refused["who"], refused["status"]) == (None, 401)
+    rest = (await api.get("/api/backup/audit?offset=4", headers=auth)).json()["entries"]
+    assert [(e["action"], e["result"]) for e in rest] == [
+        ("unpin", "started"),
+        ("delete", "refused"),
+        ("delete", "started"),
+        ("pin", "succeeded"),
+        ("pin", "started"),
+        ("verify", "succeeded"),
+        ("verify", "started"),
+        ("download", "succeeded"),
+        ("download", "started"),
+        ("create", "succeeded"),
+        ("create", "started"),
+    ]
+    assert "pinned" in rest[1]["error"]
+    assert rest[7]["backup"] == name
+    assert rest[7]["source"] == "127.0.0.1"
     assert all(token not in json.dumps(e) for e in page["entries"] + rest)
     assert (await api.get("/api/backup/audit")).status_code == 401
     runtime = wiring.build(settings)  # reading it is not audited
     report = verify(runtime.audit, runtime.audit.signer, runtime.audit.anchor)
-    assert (report.intact, report.entries) == (True, 8)
+    assert (report.intact, report.entries) == (True, 15)
 
 
 @pytest.mark.parametrize("suffix", ["%0A", "%0D%0A", "%00", "%09", "%7F"])
@@ -115,17 +133,20 @@ async def test_audit_records_cli_scheduler_and_retention(
     created = capsys.readouterr().out.split("\t")[0]
     later = datetime.now(UTC) + timedelta(days=3)
     runtime = wiring.build(settings, clock=lambda: later)
-    scheduling.scheduled_backup(runtime.service())  # a scheduled run, three days on
+    scheduling.run_target(runtime.service(), JobKind.CREATE)  # a scheduled run, three days on
     entries = _entries(backup_dir)
     assert [(e["action"], e["via"], e["result"]) for e in entries] == [
+        ("create", "cli", "started"),
         ("create", "cli", "succeeded"),
+        ("create", "scheduler", "started"),
         ("create", "scheduler", "succeeded"),
-        ("delete", "retention", "succeeded"),  # the CLI's backup, three days old by then
+        ("delete", "retention", "started"),  # the CLI's backup, three days old by then
+        ("delete", "retention", "succeeded"),
     ]
     assert str(entries[0]["who"]).startswith("cli:")
-    assert entries[2]["backup"] == created
+    assert entries[4]["backup"] == entries[5]["backup"] == created
     assert main(["audit", "verify"]) == 0
-    assert "audit log intact: 3 entries" in capsys.readouterr().out
+    assert "audit log intact: 6 entries" in capsys.readouterr().out
 
 
 def test_cli_audit_verify_names_the_broken_entry(

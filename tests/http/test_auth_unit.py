@@ -12,9 +12,10 @@ import pytest
 from fastapi import FastAPI, Request
 
 from pgkeep.config import load_settings
+from pgkeep.core.credentials import Credential
 from pgkeep.http import errors
 from pgkeep.http.access_log import AccessLogMiddleware
-from pgkeep.http.auth import DownloadAccess, Owner
+from pgkeep.http.auth import DownloadAccess, Owner, actor_of
 from pgkeep.tickets import TicketIssuer
 from pgkeep.tokens import TokenVerifier
 from tests.conftest import SECRET
@@ -39,7 +40,7 @@ async def bare() -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
 
     @app.get("/owner")
     def owner(request: Request, actor: Owner) -> dict[str, Any]:
-        return {**actor.__dict__, "principal": request.state.principal.sub}
+        return {**actor.__dict__, "principal": request.state.credential.sub}
 
     @app.get("/download/{filename:path}")
     def download(filename: str, actor: DownloadAccess) -> dict[str, Any]:
@@ -63,6 +64,8 @@ async def test_owner_actor_carries_who_where_and_the_request_id(
         "via": "api",
         "source": "10.1.2.3",
         "request_id": "req-1",
+        "key_id": "",
+        "owner": "",
         "principal": "alice",
     }
 
@@ -124,6 +127,8 @@ async def test_download_takes_a_header_a_query_token_or_a_ticket(
         "via": "api",
         "source": "10.1.2.3",
         "request_id": by_ticket.headers["x-request-id"],
+        "key_id": "",
+        "owner": "",
     }
     again = await client.get(url, params={"ticket": ticket})
     assert again.status_code == 401
@@ -163,3 +168,11 @@ async def test_extra_spaces_after_the_scheme_are_tolerated(
     client, _ = bare
     response = await client.get("/owner", headers={"Authorization": f"Bearer   {_token()}"})
     assert response.status_code == 200
+
+
+def test_an_actor_without_a_client_address_has_an_empty_source() -> None:
+    """A server behind a Unix socket gives no client address: the actor's source is empty."""
+    request = Request({"type": "http", "headers": [], "path": "/", "query_string": b""})
+    actor = actor_of(request, Credential("owner", "alice"))
+    assert (actor.who, actor.via, actor.source) == ("alice", "api", "")
+    assert request.state.actor == actor

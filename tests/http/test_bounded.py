@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,11 +15,12 @@ import psycopg
 import pytest
 
 from pgkeep.config import Settings
-from pgkeep.core.job_records import StoredJobRecords
-from pgkeep.core.jobs import Job, JobKind, JobRunner, JobStatus
+from pgkeep.core.jobs import Job, JobKind, JobStatus, Pool
+from pgkeep.core.runner import JobRunner
 from pgkeep.http.app import create_app
-from pgkeep.postgres.cluster import ThrowawayCluster
-from pgkeep.storage import MemoryStorage
+from pgkeep.local.board import LocalJobBoard
+from pgkeep.local.state import StateFile
+from pgkeep.throwaway.cluster import ThrowawayCluster
 
 pytestmark = pytest.mark.anyio
 
@@ -76,30 +78,20 @@ async def test_leftover_scratch_and_staging_databases_are_swept_at_start(
         cluster.execute("DROP DATABASE IF EXISTS pgkeep_other")
 
 
-def test_job_records_are_kept_for_a_set_time_not_a_count() -> None:
-    now = datetime(2025, 6, 1, tzinfo=UTC)
-    storage = MemoryStorage()
-    records = StoredJobRecords(storage)
-    jobs = [
-        Job(
-            f"j{i}",
-            JobKind.VERIFY,
-            JobStatus.SUCCEEDED,
-            None,
-            now - timedelta(hours=i),
-            finished_at=now - timedelta(hours=i),
-        )
-        for i in range(300)
-    ]
-    records.save(jobs)
-    runner = JobRunner(records, lambda: now, keep_for=timedelta(days=7))
+def test_job_records_are_kept_for_a_set_time_not_a_count(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    board = LocalJobBoard(StateFile(tmp_path / "state"), keep_for=timedelta(days=7))
+    for i in range(300):
+        started = now - timedelta(hours=i, minutes=1)
+        job = Job(f"j{i}", JobKind.VERIFY, JobStatus.QUEUED, None, started)
+        board.begin(job, Pool("proving", 1000), None)
+        board.save(replace(job, status=JobStatus.SUCCEEDED, finished_at=started))
+    runner = JobRunner(board, lambda: now)
     runner.recover()
     kept = {j.id for j in runner.list()}
-    assert len(kept) == 169  # 0 to 168 hours old
-    assert "j168" in kept
-    assert "j169" not in kept
-    saved = json.loads(storage.open_read("pgkeep-jobs.json").read(0, 10**7))
-    assert len(saved) == 169
+    assert len(kept) == 168  # finished less than 168 hours ago
+    assert "j167" in kept
+    assert "j168" not in kept
 
 
 async def test_concurrent_pins_all_succeed(api: httpx.AsyncClient, auth: dict[str, str]) -> None:

@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
+import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +19,10 @@ import httpx
 import pytest
 
 from pgkeep.config import Settings
+from pgkeep.core.jobs import Job, JobKind, JobStatus, Pool
 from pgkeep.http.app import create_app
+from pgkeep.local.board import LocalJobBoard
+from pgkeep.local.state import StateFile, default_directory
 from pgkeep.tickets import TicketIssuer
 from tests.blocking import pg_dump_pids, table_locked, wait_for_pg_dump_waiting
 from tests.conftest import backup_files
@@ -197,35 +204,29 @@ async def test_download_ticket_single_use_bound_and_expiring(
 async def test_restart_marks_interrupted_jobs_failed(
     make_settings: Callable[..., Settings], auth: dict[str, str], backup_dir: Path
 ) -> None:
+    """A job left running on the board by a process that is gone (killed) is failed at the
+    next start, and its partial file removed."""
     backup_dir.mkdir()
-    record = {
-        "id": "abc123",
-        "kind": "create",
-        "status": "running",
-        "filename": "backup-2024-01-01T00-00-00.sql",
-        "startedAt": "2024-01-01T00:00:00.000Z",
-        "finishedAt": None,
-        "error": None,
-        "details": "",
-        "createdBy": "bob",
-        "progress": {
-            "bytesWritten": 10,
-            "tablesDone": 1,
-            "tablesTotal": 3,
-            "percent": 5.0,
-            "etaSeconds": 9.0,
-        },
-    }
-    (backup_dir / "pgkeep-jobs.json").write_text(json.dumps([record]))
+    settings = make_settings()
+    gone = subprocess.Popen(["true"])  # a process that ran here and is gone
+    gone.wait()
+    board = LocalJobBoard(
+        StateFile(settings.state_dir or default_directory()),
+        instance=f"{socket.gethostname()}:{gone.pid}:dead",
+    )
+    started = datetime(2024, 1, 1, tzinfo=UTC)
+    job = Job("abc123", JobKind.CREATE, JobStatus.RUNNING, None, started, "bob", target="t")
+    assert board.begin(job, Pool("dumps", 2), "create:t")
+    board.save(replace(job, filename="backup-2024-01-01T00-00-00.sql"))
     (backup_dir / "backup-2024-01-01T00-00-00.sql.partial").write_text("half")
-    app = create_app(make_settings())
+    app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=transport, base_url="http://t") as api,
     ):
-        job = (await api.get("/api/backup/jobs/abc123", headers=auth)).json()["job"]
-    assert job["status"] == "failed"
-    assert job["error"] == "interrupted by a restart of pgkeep"
-    assert job["finishedAt"] is not None
+        found = (await api.get("/api/backup/jobs/abc123", headers=auth)).json()["job"]
+    assert found["status"] == "failed"
+    assert found["error"] == "interrupted by a restart of pgkeep"
+    assert found["finishedAt"] is not None
     assert backup_files(backup_dir) == []

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pgkeep.config import Settings
 from pgkeep.http.app import create_app
-from pgkeep.postgres.cluster import ThrowawayCluster
+from pgkeep.throwaway.cluster import ThrowawayCluster
 from tests.conftest import backup_files
 
 pytestmark = pytest.mark.anyio
@@ -54,6 +54,10 @@ async def test_metrics_parse_and_move_after_a_backup(
     )
     assert after["pgkeep_backup_duration_seconds"] >= 0
     assert after["pgkeep_jobs_running"] == 0
+    # The verify read the backup (and the download route would): counted by store, named.
+    assert (
+        after["pgkeep_store_read_bytes_total{store=primary}"] >= after["pgkeep_backup_size_bytes"]
+    )
 
 
 async def test_metrics_failed_backup_counts(

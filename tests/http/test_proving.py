@@ -10,7 +10,7 @@ import psycopg
 import pytest
 import zstandard
 
-from pgkeep.postgres.cluster import ThrowawayCluster
+from pgkeep.throwaway.cluster import ThrowawayCluster
 from tests.conftest import backup_files
 
 pytestmark = pytest.mark.anyio

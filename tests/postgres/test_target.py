@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from pgkeep.errors import ConfigError
+from pgkeep.postgres.connection import Connection
 from pgkeep.postgres.dump import dump_argv
-from pgkeep.postgres.target import Target
 
 URL = "postgresql://backup:s3cr%3Dt%20pw@db.example:6543/app?sslmode=require"
 
 
 def test_target_parses_url_and_holds_password_apart() -> None:
-    target = Target.from_url(URL)
+    target = Connection.from_url(URL)
     assert target.dbname == "app"
     assert target.password == "s3cr=t pw"
     assert "s3cr" not in target.conninfo
@@ -24,7 +24,7 @@ def test_target_parses_url_and_holds_password_apart() -> None:
 
 
 def test_dump_argv_carries_no_password() -> None:
-    argv = dump_argv(Path("/usr/bin/pg_dump"), Target.from_url(URL).conninfo)
+    argv = dump_argv(Path("/usr/bin/pg_dump"), Connection.from_url(URL).conninfo)
     assert argv[0] == "/usr/bin/pg_dump"
     assert "--no-password" in argv
     assert not any("s3cr" in arg for arg in argv)
@@ -32,8 +32,8 @@ def test_dump_argv_carries_no_password() -> None:
 
 def test_child_env_has_our_password_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PGPASSWORD", "inherited")
-    assert Target.from_url(URL).child_env()["PGPASSWORD"] == "s3cr=t pw"
-    assert "PGPASSWORD" not in Target.from_url("postgresql://u@h/db").child_env()
+    assert Connection.from_url(URL).child_env()["PGPASSWORD"] == "s3cr=t pw"
+    assert "PGPASSWORD" not in Connection.from_url("postgresql://u@h/db").child_env()
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,7 @@ def test_child_env_has_our_password_only(monkeypatch: pytest.MonkeyPatch) -> Non
     ],
 )
 def test_redact_removes_passwords(text: str) -> None:
-    redacted = Target.from_url(URL).redact(text)
+    redacted = Connection.from_url(URL).redact(text)
     assert "s3cr" not in redacted
     assert "other secret" not in redacted
     assert "anything" not in redacted
@@ -55,4 +55,4 @@ def test_redact_removes_passwords(text: str) -> None:
 @pytest.mark.parametrize("url", ["postgresql://host:notaport/db", "postgresql://u@h"])
 def test_target_bad_url_is_config_error(url: str) -> None:
     with pytest.raises(ConfigError, match="PGKEEP_DATABASE_URL"):
-        Target.from_url(url)
+        Connection.from_url(url)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
+import os
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from pgkeep.core.audit import TORN, verify
 from pgkeep.core.events import Actor, Event
 from pgkeep.core.signing import Signer, canonical
 from pgkeep.errors import StorageError
-from pgkeep.storage.audit import TORN, AuditLog, verify
+from pgkeep.storage.audit import AuditLog
 
 SIGNER = Signer(b"audit-test-key-" + b"0123456789abcdefgh")
 
@@ -359,3 +364,121 @@ def test_pages_are_newest_first_slices_of_what_read_gives(tmp_path: Path) -> Non
         assert entries == everything[offset : offset + limit], (offset, limit)
     assert {"_unreadable": 5} in log.page(0, 100)[0]
     assert AuditLog(tmp_path / "none.jsonl", SIGNER).page(0, 10) == ([], 0)
+
+
+def test_an_event_of_a_copy_store_names_the_store(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl", SIGNER)
+    at = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    event = Event("copy", "succeeded", "shop", at, Actor("pgkeep", "system"), "b.sql", None, "")
+    log.on_event(event)
+    log.on_event(replace(event, store="offsite"))
+    first, second = log.read()
+    assert "store" not in first
+    assert second["store"] == "offsite"
+
+
+def test_an_append_the_disk_cannot_take_leaves_the_file_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk: write() is short, then writes nothing. The half entry is cut off again
+    and the action it records is refused."""
+    log = _log(tmp_path, 2)
+    before = log.path.read_bytes()
+    real_write = os.write
+    calls = []
+
+    def full(fd: int, data: bytes | memoryview) -> int:
+        calls.append(len(data))
+        return real_write(fd, data[:20]) if len(calls) == 1 else 0
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(StorageError) as caught:
+        log.append(who="alice", action="delete", result="succeeded")
+    monkeypatch.undo()
+    assert caught.value.message == "cannot write the audit trail: No space left on device"
+    assert caught.value.details == f"appending to {str(log.path)!r}"
+    assert isinstance(caught.value.__cause__, OSError)
+    assert caught.value.__cause__.errno == errno.ENOSPC
+    assert log.path.read_bytes() == before
+    log.append(who="alice", action="delete", result="succeeded")
+    assert verify(log, SIGNER, None).entries == 3
+
+
+def test_short_writes_are_carried_on_to_a_whole_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:10]))
+    log = _log(tmp_path, 2)
+    monkeypatch.undo()
+    report = verify(log, SIGNER, None)
+    assert (report.intact, report.entries) == (True, 2)
+
+
+def test_a_deleted_log_goes_on_from_the_anchors_head_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    anchor = MemoryAnchor()
+    log = _log(tmp_path, 3, anchor)
+    assert anchor.head is not None
+    head = anchor.head
+    log.path.unlink()
+    with caplog.at_level(logging.ERROR, logger="pgkeep.storage.audit"):
+        log.append(who="alice", action="pin", result="succeeded")
+    [entry] = log.read()
+    assert (entry["seq"], entry["prev"]) == (4, head[1])
+    assert caplog.messages == [
+        f"audit log {log.path} is empty but its anchor records 3 entries: it was deleted or "
+        "emptied; continuing the chain after them"
+    ]
+
+
+@pytest.mark.parametrize("left", ["not json\n", '{"seq": 1, "who"', "[1]\n"])
+def test_a_log_of_nothing_but_a_broken_line_is_fenced_and_starts_a_chain(
+    tmp_path: Path, left: str
+) -> None:
+    log = AuditLog(tmp_path / "audit.jsonl", SIGNER)
+    log.path.write_text(left)
+    log.append(who="alice", action="create", result="succeeded")
+    fence, entry = log.read()[-2:]
+    assert (fence["seq"], fence["prev"], fence["action"]) == (1, "0" * 64, TORN)
+    assert fence["details"] == "a line after seq 0 was torn"
+    assert (entry["seq"], entry["prev"]) == (2, fence["hash"])
+
+
+def test_an_unreadable_last_line_is_fenced_at_the_next_append(tmp_path: Path) -> None:
+    log = _log(tmp_path, 2)
+    with log.path.open("a") as handle:
+        handle.write("not json\n")
+    log.append(who="alice", action="pin", result="succeeded")
+    report = verify(log, SIGNER, None)
+    assert (report.intact, report.entries) == (True, 5), report.problem
+    assert [e.get("action") for e in log.read()[-2:]] == [TORN, "pin"]
+
+
+def test_a_log_in_a_directory_not_made_yet_is_made_private_and_reading_makes_nothing(
+    tmp_path: Path,
+) -> None:
+    assert AuditLog(tmp_path / "x" / "audit.jsonl", SIGNER).read() == []
+    assert AuditLog(tmp_path / "x" / "audit.jsonl", SIGNER).page(0, 5) == ([], 0)
+    assert not (tmp_path / "x").exists()
+    log = AuditLog(tmp_path / "a" / "b" / "audit.jsonl", SIGNER)
+    log.append(who="alice", action="create", result="succeeded")
+    assert (tmp_path / "a" / "b").stat().st_mode & 0o777 == 0o700
+    assert len(log.read()) == 1
+
+
+def test_pages_of_a_dangling_symlink_are_refused(tmp_path: Path) -> None:
+    link = tmp_path / "audit.jsonl"
+    link.symlink_to(tmp_path / "gone")
+    with pytest.raises(StorageError):
+        AuditLog(link, SIGNER).page(0, 5)
+
+
+def test_a_line_that_is_not_utf_8_is_one_unreadable_entry_of_a_page(tmp_path: Path) -> None:
+    log = _log(tmp_path, 2)
+    with log.path.open("ab") as handle:
+        handle.write(b"\xff\xfe\n")
+    entries, total = log.page(0, 10)
+    assert total == 3
+    assert entries[0] == {"_unreadable": 3}

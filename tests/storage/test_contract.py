@@ -13,7 +13,7 @@ from pgkeep.core.ports import Storage
 from pgkeep.errors import Conflict, NotFound, StorageError
 from pgkeep.storage import LocalStorage, MemoryStorage
 from pgkeep.storage.s3 import S3Storage
-from pgkeep.storage.seaweed import ThrowawayS3
+from pgkeep.throwaway.s3 import ThrowawayS3
 
 NAME = "backup-2024-12-09T10-30-45.sql"
 Factory = Callable[[Path], Storage]

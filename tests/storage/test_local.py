@@ -69,6 +69,15 @@ def test_local_remove_partials_removes_only_partials(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [NAME]
 
 
+def test_a_young_partial_is_kept_unless_its_writer_is_known_dead(tmp_path: Path) -> None:
+    """A partial younger than the sweep's horizon may be another process's create not yet
+    on the board: kept. One whose job was failed because its process stopped is not."""
+    storage = LocalStorage(tmp_path / "b")
+    (tmp_path / "b" / (NAME + ".partial")).write_text("killed")
+    assert storage.remove_partials(older_than=60) == []
+    assert storage.remove_partials(older_than=60, dead=frozenset({NAME})) == [NAME + ".partial"]
+
+
 def test_local_unwritable_directory_is_refused(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -152,6 +161,28 @@ def test_local_read_cached_answers_only_from_the_page_cache(tmp_path: Path) -> N
         assert handle.read(len(data) - 10, 100) == data[-10:]
         with pytest.raises(StorageError, match="shrank"):
             handle.read(len(data), 100)
+    finally:
+        handle.close()
+
+
+def test_local_warm_brings_a_range_into_the_page_cache_for_sendfile(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "b")
+    data = random.Random(5).randbytes(3 * 1024 * 1024)
+    with storage.open_write(NAME) as writer:
+        writer.write(data)
+        writer.commit()
+    handle = storage.open_read(NAME)
+    try:
+        for _ in range(50):  # as above: evict until the kernel has let the pages go
+            os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            if not handle.cached(0, len(data)):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("never evicted, or cached() answers for pages not cached")
+        handle.warm(1024 * 1024, 2 * 1024 * 1024)
+        assert handle.cached(1024 * 1024, 2 * 1024 * 1024)
+        assert os.pread(handle.fileno(), 10, len(data) - 10) == data[-10:]
     finally:
         handle.close()
 

@@ -13,7 +13,7 @@ from botocore.config import Config
 from pgkeep.errors import Conflict, StorageError, Unavailable
 from pgkeep.storage.s3 import S3Storage
 from pgkeep.storage.s3_write import MIN_PART, capacity, part_size
-from pgkeep.storage.seaweed import ThrowawayS3
+from pgkeep.throwaway.s3 import ThrowawayS3
 
 NAME = "backup-2024-12-09T10-30-45.sql"
 BUCKET = "pgkeep-tests"

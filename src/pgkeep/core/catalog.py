@@ -1,10 +1,11 @@
 """The catalog of one target's backups: list, look up, open, delete, pin, and retention.
 
 Only backups that are this target's are considered: a backup whose manifest
-names another database (two services sharing a directory) is neither listed nor
-ever deleted here. Backups without a manifest pgkeep can read are listed, so an
-operator sees them, but retention never deletes them and they are never
-restored; the floor counts only signed, unfailed backups.
+names another database (two services sharing a directory), or whose signed
+manifest was made for another target or store prefix (staging's backup copied into
+prod's folder), is neither listed nor ever deleted here. Backups without a manifest
+pgkeep can read are listed, so an operator sees them, but retention never deletes them
+and they are never restored; the floor counts only signed, unfailed backups.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import builtins
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
-from pgkeep.core import naming, retention
+from pgkeep.core import labels, naming, retention
 from pgkeep.core.events import RETENTION, Actor, Events
 from pgkeep.core.manifests import ManifestStore
 from pgkeep.core.models import Backup, StoredObject, Trust
@@ -41,10 +42,15 @@ class Catalog:
         policy: RetentionPolicy,
         clock: Callable[[], datetime],
         kind: str = "database",
+        *,
+        prefix: str = "",
+        bound: str | None = None,
     ) -> None:
         self.target = target
         self.database = database
         self.kind = kind
+        self.prefix = prefix
+        self.bound = bound if bound is not None else target  # the name manifests are signed for
         self.storage = storage
         self.manifests = manifests
         self.policy = policy
@@ -112,6 +118,11 @@ class Catalog:
                 raise
             return backup, handle
 
+    def audit_download(self, backup: Backup, actor: Actor) -> None:
+        """Record a download of `backup` served by another path (a copy, read whole)."""
+        with self._events.action("download", self.target, actor, backup.name):
+            pass
+
     def grant_download(self, name: str, actor: Actor) -> Backup:
         """Record that a download link was handed out for `name`."""
         with self._events.action("download-link", self.target, actor, name):
@@ -130,13 +141,24 @@ class Catalog:
         suffix = PIN_SUFFIX
         return {o.name[: -len(suffix)] for o in self.storage.list() if o.name.endswith(suffix)}
 
-    def pin(self, name: str, actor: Actor) -> Backup:
-        """Keep a backup whatever the retention policy says."""
+    def pin(self, name: str, actor: Actor, reason: str = "") -> Backup:
+        """Keep a backup whatever the retention policy says (the pin says who, and why)."""
         with self._events.action("pin", self.target, actor, name):
             backup = self.get(name)
-            self.storage.put(backup.name + PIN_SUFFIX, actor.who.encode())
+            said = f"{actor.who}: {reason}" if reason else actor.who
+            self.storage.put(backup.name + PIN_SUFFIX, said.encode())
         logger.info("backup pinned target=%s backup=%s by=%s", self.target, name, actor.who)
         return backup
+
+    def label(self, name: str, patch: Mapping[str, object], actor: Actor) -> bytes:
+        """Merge `patch` into a backup's labels (core/labels.py) in its signed manifest; the
+        manifest's new signed bytes (the same for every copy)."""
+        with self._events.action("label", self.target, actor, name):
+            backup = self.get(name)
+            current = backup.manifest.labels if backup.manifest else ()
+            raw = self.manifests.relabel(backup.name, labels.merge(current, patch))
+        logger.info("backup labelled target=%s backup=%s by=%s", self.target, name, actor.who)
+        return raw
 
     def unpin(self, name: str, actor: Actor) -> Backup:
         with self._events.action("unpin", self.target, actor, name):
@@ -177,18 +199,23 @@ class Catalog:
             )
 
     def remove_partials(
-        self, keep: frozenset[str] = frozenset(), older_than: float = 0.0
+        self,
+        keep: frozenset[str] = frozenset(),
+        older_than: float = 0.0,
+        dead: frozenset[str] = frozenset(),
     ) -> builtins.list[str]:
         """Remove what interrupted creates left behind, except the work of `keep` (creates
-        still running, here or on another instance) and anything younger than `older_than`."""
-        removed = self.storage.remove_partials(keep, older_than)
+        still running, here or on another instance) and anything younger than `older_than`
+        that is not of a backup in `dead` (a stopped create's)."""
+        removed = self.storage.remove_partials(keep, older_than, dead)
         for name in removed:
             logger.warning("removed partial backup left by an interrupted create: %s", name)
         horizon = self._clock() - timedelta(seconds=older_than)
         objects = self.storage.list()
         young = {o.name for o in objects if older_than and o.modified_at > horizon}
         for name in self.manifests.orphans(objects):
-            if name in young or name[: -len(naming.MANIFEST_SUFFIX)] in keep:
+            backup = name[: -len(naming.MANIFEST_SUFFIX)]
+            if (name in young and backup not in dead) or backup in keep:
                 continue
             self.storage.delete(name)
             logger.warning("removed manifest without a backup (interrupted create): %s", name)
@@ -197,13 +224,17 @@ class Catalog:
 
     def _mine(self, backup: Backup) -> bool:
         m = backup.manifest
-        return m is None or (m.kind, m.database) == (self.kind, self.database)
+        if m is None:
+            return True
+        if (m.kind, m.database) != (self.kind, self.database):
+            return False
+        return m.target is None or (m.target, m.prefix) == (self.bound, self.prefix)
 
     def _checked(self, backup: Backup) -> Backup:
         if not self._mine(backup):
             raise NotFound(
                 f"backup {backup.name!r} not found",
-                f"it is a backup of another database, not of {self.database!r}",
+                f"its manifest was made for another target or database, not {self.bound!r}",
             )
         return backup
 

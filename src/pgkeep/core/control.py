@@ -28,7 +28,8 @@ class Progress:
 class Control:
     """Handed to running work: report progress, learn of and react to cancellation."""
 
-    def __init__(self, on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, on_change: Callable[[], None] = lambda: None, job_id: str = "") -> None:
+        self.job_id = job_id  # names what the work leaves behind (scratch databases, roles)
         self.cancelled = threading.Event()
         self._callbacks: list[Callable[[], None]] = []
         self._lock = threading.Lock()

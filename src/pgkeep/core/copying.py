@@ -12,6 +12,7 @@ deletes from another.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pgkeep.core import naming
+from pgkeep.core import deleting, naming
 from pgkeep.core.catalog import Catalog
 from pgkeep.core.events import Actor, Event, Events
 from pgkeep.core.models import Backup
@@ -61,6 +62,20 @@ class Copier:
         self._clock = clock
         self._unreadable_until: dict[str, float] = {}
         self._indexes: dict[str, tuple[list[Backup], dict[str, Backup]]] = {}
+        self._deleted: set[str] = set()  # deleted meanwhile: not copied, or taken back
+        self._last_cancelled = ""
+
+    def cancel(self, name: str) -> None:
+        """A backup being deleted: its pending copies are dropped, and one under way is
+        removed from its store once it lands (a copy under way in another process: its
+        tombstone says so). `cancel("")` takes back the last cancel (the delete was refused)."""
+        if not name:
+            self._deleted.discard(self._last_cancelled)
+            return
+        self._last_cancelled = name
+        self._deleted.add(name)
+        for owed in self._owed.values():
+            owed.discard(name)
 
     def on_event(self, event: Event) -> None:
         """A listener: a create of this target that succeeded starts its copies."""
@@ -98,6 +113,8 @@ class Copier:
         return True
 
     def _with_retries(self, name: str, store: str, catalog: Catalog) -> None:
+        if name in self._deleted:
+            return
         error = ""
         for attempt in range(1, self._attempts + 1):
             try:
@@ -117,6 +134,11 @@ class Copier:
                 continue
             self._owed[store].discard(name)
             self._unreadable_until.pop(store, None)  # it answered: list it again
+            if name in self._deleted or deleting.tombstoned(self.primary, name):
+                # deleted while it was copied (here, or by another process): taken back
+                with contextlib.suppress(PgkeepError):
+                    catalog.delete(name, COPIER)
+                return
             self._emit(name, store, "succeeded", "")
             logger.info("copied target=%s backup=%s to=%s", self.primary.target, name, store)
             return
@@ -143,12 +165,7 @@ class Copier:
                         f"backup {name!r} does not match its manifest: not copied",
                         f"sha256 is {digest.hexdigest()}",
                     )
-                catalog.storage.put(manifest_name, raw)  # the manifest lands first
-                try:
-                    writer.commit()
-                except BaseException:
-                    catalog.manifests.delete(name)
-                    raise
+                catalog.manifests.publish(name, writer, None, raw)
         finally:
             handle.close()
         catalog.apply_retention(keep=name)

@@ -2,7 +2,10 @@
 
 One create per target at a time. Nothing is visible until the bytes are stored
 and the signed manifest describing them exists; a failure anywhere leaves
-nothing behind. Retention runs only after a create has succeeded.
+nothing behind. Retention runs only after a create has succeeded. A plain dump's
+restore plan (which runs the admin may run, which only the loader: restore_plan.py)
+is made from the same bytes as they are written, and signed in its manifest with
+the target and store prefix it belongs to.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from pgkeep.core import encryption, naming, pipeline
+from pgkeep.core import drift, encryption, naming, pipeline, planning, restore_plan
 from pgkeep.core.catalog import Catalog
 from pgkeep.core.control import Control
-from pgkeep.core.events import Actor, Events
-from pgkeep.core.models import Backup, BackupOptions, Manifest
+from pgkeep.core.events import SYSTEM, Actor, Events
+from pgkeep.core.labels import Labels
+from pgkeep.core.models import Backup, BackupOptions, Drift, DumpFormat, Manifest
 from pgkeep.core.ports import Dumper, DumpStream
 from pgkeep.errors import Cancelled, Conflict, DumpFailed, InsufficientStorage, PgkeepError
 
@@ -36,6 +40,7 @@ class Creating:
         min_free_bytes: int = 0,
         timeout: timedelta | None = None,
         recipients: tuple[str, ...] = (),
+        drift_policy: drift.DriftPolicy | None = None,
     ) -> None:
         self.catalog = catalog
         self.dumper = dumper
@@ -43,6 +48,7 @@ class Creating:
         self.min_free_bytes = min_free_bytes
         self.timeout = timeout
         self.recipients = recipients  # age: every new backup is encrypted to all of them
+        self.drift_policy = drift_policy or drift.DriftPolicy()
         self._events = events
         self._clock = clock
         self._lock = threading.Lock()
@@ -52,7 +58,11 @@ class Creating:
         return self.catalog.target
 
     def create(
-        self, options: BackupOptions | None, actor: Actor, control: Control | None = None
+        self,
+        options: BackupOptions | None,
+        actor: Actor,
+        control: Control | None = None,
+        labels: Labels = (),
     ) -> Backup:
         """Dump the target into a new backup; a concurrent create is refused with Conflict."""
         with self._events.action("create", self.target, actor) as record:
@@ -64,12 +74,31 @@ class Creating:
             try:
                 options = options or self.defaults
                 self._preflight(options)
-                backup = self._create(options, actor, control)
+                backup = self._create(options, actor, control, labels)
             finally:
                 self._lock.release()
             record.filename, record.size_bytes = backup.name, backup.size_bytes
+            drifted = backup.manifest.drift if backup.manifest else None
+            record.drift = "; ".join(drifted.reasons()) if drifted else ""
+        if drifted is not None and not self._pin_before(backup.name, drifted.previous):
+            return backup  # never run retention while the backup from before may go
         self.catalog.apply_retention(keep=backup.name)
         return backup
+
+    def _pin_before(self, new: str, previous: str) -> bool:
+        """Pin the backup from before a drift (before retention runs); False if it failed."""
+        try:
+            if previous not in self.catalog.pinned():  # an operator's pin stays theirs
+                self.catalog.pin(previous, SYSTEM, reason=drift.pin_reason(new))
+        except PgkeepError as exc:
+            logger.error(
+                "drift: could not pin %s target=%s, retention skipped: %s",
+                previous,
+                self.target,
+                exc.message,
+            )
+            return False
+        return True
 
     def _preflight(self, options: BackupOptions) -> None:
         """Refuse early, with 507, when the backup would not fit."""
@@ -93,7 +122,9 @@ class Creating:
                 "free space in the backup directory, or delete old backups",
             )
 
-    def _create(self, options: BackupOptions, actor: Actor, control: Control | None) -> Backup:
+    def _create(
+        self, options: BackupOptions, actor: Actor, control: Control | None, labels: Labels
+    ) -> Backup:
         control = control or Control()
         timer = None
         if self.timeout is not None:
@@ -101,12 +132,14 @@ class Creating:
             timer.daemon = True
             timer.start()
         try:
-            return self._dump(options, actor, control)
+            return self._dump(options, actor, control, labels)
         finally:
             if timer is not None:
                 timer.cancel()
 
-    def _dump(self, options: BackupOptions, actor: Actor, control: Control) -> Backup:
+    def _dump(
+        self, options: BackupOptions, actor: Actor, control: Control, labels: Labels
+    ) -> Backup:
         started_at = self._clock().astimezone(UTC)
         started = time.monotonic()
         key = pipeline.new_restrict_key()
@@ -123,7 +156,7 @@ class Creating:
             )
             control.name(name)
             try:
-                manifest = self._write(name, stream, options, started_at, actor, control)
+                manifest = self._write(name, stream, options, started_at, actor, control, labels)
             except PgkeepError as exc:
                 if control.expired:
                     logger.error("backup timed out target=%s backup=%s", self.target, name)
@@ -162,18 +195,25 @@ class Creating:
         started_at: datetime,
         actor: Actor,
         control: Control,
+        labels: Labels,
     ) -> Manifest:
         storage = self.catalog.storage
+        plans = options.format is DumpFormat.PLAIN and self.dumper.kind == "database"
+        planner = planning.Planner() if plans else None
         with storage.open_write(name) as writer:
             chain = pipeline.WriteChain(options, writer, self.recipients)
             try:
                 for chunk in stream.chunks:
                     control.check()
                     chain.feed(chunk)
+                    if planner is not None:
+                        planner.feed(chunk)
                     control.report(bytes_written=chain.raw_bytes)
                 sealed = chain.finish(f"{self.target!r}")
             finally:
                 chain.close()
+            facts = stream.facts
+            counts = stream.row_counts()
             manifest = Manifest(
                 name=name,
                 format=options.format,
@@ -187,16 +227,47 @@ class Creating:
                 started_at=started_at,
                 finished_at=self._clock(),
                 created_by=actor.who,
-                row_counts=stream.row_counts(),
+                row_counts=counts,
                 restrict_key=stream.restrict_key,
                 kind=self.dumper.kind,
                 flags=stream.flags,
                 recipients=tuple(encryption.fingerprint(r) for r in self.recipients),
+                target=self.catalog.bound,
+                prefix=self.catalog.prefix,
+                server_id=facts.server_id,
+                database_owner=facts.database_owner,
+                owners=facts.owners,
+                extensions=facts.extensions,
+                plan=_planned(planner, stream.restrict_key),
+                drift=self._drift(name, counts, sealed.size_bytes, options),
+                labels=labels,
             )
-            self.catalog.manifests.save(name, manifest)  # first: no backup without one
-            try:
-                writer.commit()
-            except BaseException:
-                self.catalog.manifests.delete(name)
-                raise
+            self.catalog.manifests.publish(name, writer, manifest)
         return manifest
+
+    def _drift(
+        self, name: str, counts: dict[str, int] | None, size: int, options: BackupOptions
+    ) -> Drift | None:
+        """How much less the new dump holds than the backup before it, if much less."""
+        if not self.drift_policy.enabled or self.dumper.kind != "database":
+            return None
+        previous = drift.baseline(self.catalog.list(), name)
+        if previous is None or previous.manifest is None:
+            return None
+        before = previous.manifest
+        comparable = (before.format, before.compression, bool(before.recipients)) == (
+            options.format,
+            options.compression,
+            bool(self.recipients),
+        )
+        return drift.compare(before, counts, size, comparable, self.drift_policy)
+
+
+def _planned(planner: planning.Planner | None, key: str | None) -> restore_plan.Plan | None:
+    """The dump's restore plan; DumpFailed when it does not open with the key it was made with."""
+    if planner is None:
+        return None
+    plan = planner.finish()
+    if key is not None and planner.opening_key != key:
+        raise DumpFailed("pg_dump's output does not open with the \\restrict key it was given")
+    return plan

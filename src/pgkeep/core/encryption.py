@@ -39,8 +39,13 @@ MAX_HEADER = 64 * 1024
 
 
 def fingerprint(recipient: str) -> str:
-    """A recipient's short, stable name: never the key itself."""
-    return "age:" + hashlib.sha256(recipient.strip().encode()).hexdigest()[:16]
+    """A recipient's short, stable name: never the key itself. Of its canonical, lower-case
+    form: bech32 ignores case, so `AGE1…` and `age1…` are one key and one name."""
+    return _digest(recipient.strip().lower())
+
+
+def _digest(text: str) -> str:
+    return "age:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -62,23 +67,27 @@ class Keys:
         return frozenset(fingerprint(str(i.to_public())) for i in self.identities)
 
     def can_open(self, fingerprints: tuple[str, ...]) -> bool:
-        return bool(self.opens() & set(fingerprints))
+        # Manifests written before fingerprints were of the lower-case form name an
+        # `AGE1…` recipient by its upper-case text: those backups open too.
+        upper = {_digest(str(i.to_public()).upper()) for i in self.identities}
+        return bool((self.opens() | upper) & set(fingerprints))
 
 
 NO_KEYS = Keys()
 
 
 def parse_recipient(text: str) -> str:
-    """An `age1…` public key, checked; ValueError naming what is wrong (not the key)."""
+    """An `age1…` public key, checked, in its canonical lower-case form (`AGE1…` is the
+    same key: `age -r` takes either); ValueError naming what is wrong (not the key)."""
     value = text.strip()
-    if value.startswith("AGE-SECRET-KEY-"):
+    if value.upper().startswith("AGE-SECRET-KEY-"):
         raise ValueError("a private key (AGE-SECRET-KEY-…) is not a recipient")
     try:
         pyrage.x25519.Recipient.from_str(value)
         age_writer.recipient_key(value)  # what the writer will use: both must agree
     except Exception as exc:  # pyrage raises its own RecipientError
         raise ValueError(f"not an age recipient (age1…): {type(exc).__name__}") from None
-    return value
+    return value.lower()
 
 
 def parse_identities(text: str) -> tuple[Any, ...]:

@@ -1,7 +1,8 @@
-"""Leases: how several instances share jobs without two of them doing one target's work.
+"""Leases: how several processes share jobs without two of them doing one target's work.
 
-Each instance renews the lease of every job it owns about once a second, which also
-publishes their progress and brings back cancel requests made on other instances.
+Each process (an instance, or the CLI while its job runs) renews the lease of every
+job it owns about once a second, which also publishes their progress and brings back
+cancel requests made in other processes.
 A job whose lease lapsed (its instance was killed, or cut off) is marked failed by
 whichever instance notices first, and its leftovers are removed.
 
@@ -17,7 +18,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from pgkeep.core.jobs import Coordination, Job, JobRunner
+from pgkeep.core.jobs import Job, JobBoard
+from pgkeep.core.runner import JobRunner
 from pgkeep.errors import PgkeepError
 
 logger = logging.getLogger(__name__)
@@ -30,7 +32,7 @@ class Leases:
     def __init__(
         self,
         jobs: JobRunner,
-        coordination: Coordination,
+        coordination: JobBoard,
         on_reaped: Callable[[Job], None],
         *,
         beat: float = BEAT_SECONDS,
@@ -92,13 +94,14 @@ class Leases:
         logger.warning("cannot renew job leases for %.1f s: %s", silent, exc.message)
         if silent >= half and own:
             logger.error(
-                "cut off from the control database for %.1f s (half the lease): stopping %d job(s)",
+                "cut off from %s for %.1f s (half the lease): stopping %d job(s)",
+                self._coordination.name,
                 silent,
                 len(own),
             )
             self._jobs.stop_jobs(
                 [j.id for j in own],
-                f"stopped: cut off from the control database for {silent:.0f} s, so that "
+                f"stopped: cut off from {self._coordination.name} for {silent:.0f} s, so that "
                 "no other instance's run of it could overlap",
                 failed=True,
             )

@@ -3,168 +3,49 @@
 Written atomically before the backup becomes visible; rewritten (and signed
 again) when a verification is recorded, one writer per backup at a time. Parsed
 manifests are cached by (size, mtime), so a list of many backups reads each
-manifest once. Schema 1 manifests come from before signing: they are read, shown
-as unsigned, and trusted for nothing until `pgkeep backup import --existing`.
+manifest once. Schema 3 binds the target and store prefix into the signature and
+records what restores need (the plan of a plain dump, owners, extensions);
+schema 2 manifests came before that and stay good on their own target. Schema 1
+manifests come from before signing (0.1.0): read, shown as unsigned, and trusted for
+nothing until `pgkeep backup import --existing`; one with any key 0.1.0 did not
+write (a signature, a restrict key) was edited, and is never imported.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
-from pgkeep import formats
 from pgkeep.core import naming
-from pgkeep.core.models import (
-    Check,
-    Compression,
-    DumpFormat,
-    Manifest,
-    StoredObject,
-    Trust,
-    Verification,
+from pgkeep.core.labels import Labels
+from pgkeep.core.manifest_json import (
+    LEGACY_KEYS,
+    MAX_MANIFEST_BYTES,
+    SCHEMA_VERSION,
+    Read,
+    document,
+    from_json,
+    to_json,
 )
-from pgkeep.core.ports import Storage
-from pgkeep.core.signing import Signer, Verdict
-from pgkeep.errors import Corrupt, NotFound, PgkeepError
+from pgkeep.core.models import Manifest, StoredObject, Trust, Verification
+from pgkeep.core.ports import Storage, Writer
+from pgkeep.core.signing import Signer
+from pgkeep.errors import Conflict, Corrupt, NotFound, PgkeepError
 
-SCHEMA_VERSION = 2
-LEGACY_SCHEMA = 1
-MAX_MANIFEST_BYTES = 1024 * 1024
-_VERDICTS = {
-    Verdict.GOOD: Trust.SIGNED,
-    Verdict.UNSIGNED: Trust.UNSIGNED,
-    Verdict.UNKNOWN_KEY: Trust.UNKNOWN_KEY,
-    Verdict.BAD: Trust.BAD_SIGNATURE,
-}
-
-
-def document(manifest: Manifest) -> dict[str, Any]:
-    """The manifest as JSON values, without its signature."""
-    m = manifest
-    return {
-        "schemaVersion": SCHEMA_VERSION,
-        "filename": m.name,
-        "format": str(m.format),
-        "compression": str(m.compression),
-        "level": m.level,
-        "sizeBytes": m.size_bytes,
-        "sha256": m.sha256,
-        "database": m.database,
-        "serverVersion": m.server_version,
-        "pgDumpVersion": m.pg_dump_version,
-        "startedAt": formats.iso_ms(m.started_at),
-        "finishedAt": formats.iso_ms(m.finished_at),
-        "durationMs": m.duration_ms,
-        "createdBy": m.created_by,
-        "rowCounts": m.row_counts,
-        "restrictKey": m.restrict_key,
-        "kind": m.kind,
-        "flags": list(m.flags),
-        "encryption": {"format": "age", "recipients": list(m.recipients)} if m.recipients else None,
-        "verification": _verification_json(m.verification),
-    }
-
-
-def to_json(manifest: Manifest, signer: Signer) -> bytes:
-    body = document(manifest)
-    body["signature"] = signer.sign(body)
-    return json.dumps(body, indent=2).encode() + b"\n"
-
-
-@dataclass(frozen=True)
-class Read:
-    """A manifest as read: what it says when that may be used, and whether to trust it.
-
-    `claimed` is what a readable manifest says whatever its signature; only an
-    operator's import looks at it when the manifest is not one to use.
-    """
-
-    manifest: Manifest | None
-    trust: Trust
-    problem: str = ""
-    claimed: Manifest | None = None
-
-
-def from_json(data: bytes, name: str, signer: Signer) -> Read:
-    """Parse and check a manifest for the backup `name` (the name asked for, never its own)."""
-    try:
-        d = json.loads(data)
-        if not isinstance(d, dict):
-            raise TypeError("not a JSON object")
-        version = d.get("schemaVersion")
-        if version not in (SCHEMA_VERSION, LEGACY_SCHEMA):
-            raise ValueError(f"unknown schema {str(version)[:20]!r}")
-        manifest = _manifest(d)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        return Read(None, Trust.UNREADABLE, str(exc)[:200])
-    signature = d.pop("signature", None)
-    verdict = Verdict.UNSIGNED if version == LEGACY_SCHEMA else signer.check(d, signature)
-    trust = _VERDICTS[verdict]
-    if manifest.name != name and trust is not Trust.BAD_SIGNATURE:
-        return Read(None, Trust.OTHER_BACKUP, f"it names {manifest.name[:80]!a}")
-    if trust not in (Trust.SIGNED, Trust.UNSIGNED):
-        return Read(None, trust, claimed=manifest)
-    return Read(manifest, trust, claimed=manifest)
-
-
-def _manifest(d: dict[str, Any]) -> Manifest:
-    counts = d["rowCounts"]
-    restrict = d.get("restrictKey")
-    return Manifest(
-        name=str(d["filename"]),
-        format=DumpFormat(d["format"]),
-        compression=Compression(d["compression"]),
-        level=int(d["level"]),
-        size_bytes=int(d["sizeBytes"]),
-        sha256=str(d["sha256"]),
-        database=str(d["database"]),
-        server_version=str(d["serverVersion"]),
-        pg_dump_version=str(d["pgDumpVersion"]),
-        started_at=_time(d["startedAt"]),
-        finished_at=_time(d["finishedAt"]),
-        created_by=str(d["createdBy"]),
-        row_counts=None if counts is None else {str(k): int(v) for k, v in counts.items()},
-        verification=_verification(d.get("verification")),
-        restrict_key=None if restrict is None else str(restrict),
-        kind=str(d.get("kind", "database")),
-        flags=tuple(str(f) for f in d.get("flags", ())),
-        recipients=_recipients(d.get("encryption")),
-    )
-
-
-def _recipients(encryption: Any) -> tuple[str, ...]:
-    if encryption is None:
-        return ()
-    if encryption.get("format") != "age" or not encryption.get("recipients"):
-        raise ValueError("unknown encryption")
-    return tuple(str(r) for r in encryption["recipients"])
-
-
-def _verification_json(v: Verification | None) -> dict[str, Any] | None:
-    if v is None:
-        return None
-    checks = [{"name": c.name, "ok": c.ok, "details": c.details} for c in v.checks]
-    return {"verified": v.verified, "verifiedAt": formats.iso_ms(v.verified_at), "checks": checks}
-
-
-def _verification(d: dict[str, Any] | None) -> Verification | None:
-    if d is None:
-        return None
-    checks = tuple(Check(str(c["name"]), bool(c["ok"]), str(c["details"])) for c in d["checks"])
-    return Verification(bool(d["verified"]), _time(d["verifiedAt"]), checks)
-
-
-def _time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)  # Python 3.11 reads a trailing Z
-    if moment.tzinfo is None:
-        raise ValueError(f"time without a zone: {text[:40]!r}")
-    return moment
+__all__ = [
+    "LEGACY_KEYS",
+    "MAX_MANIFEST_BYTES",
+    "SCHEMA_VERSION",
+    "ManifestStore",
+    "Read",
+    "document",
+    "from_json",
+    "to_json",
+]
 
 
 def _key(info: StoredObject) -> tuple[tuple[int, datetime], str]:
@@ -243,6 +124,22 @@ class ManifestStore:
             raise Corrupt(f"manifest for {manifest.name!r} cannot be saved as {backup_name!r}")
         self._storage.put(naming.manifest_name(backup_name), to_json(manifest, self.signer))
 
+    def publish(
+        self, backup_name: str, writer: Writer, manifest: Manifest | None, raw: bytes = b""
+    ) -> None:
+        """The one way a backup appears (create, import, copy): its manifest first (signed
+        here, or `raw`, a copy's signed bytes), then the backup's commit; a commit that fails
+        takes the manifest back, so no backup is ever listed without one, nor one half-made."""
+        if manifest is not None:
+            self.save(backup_name, manifest)
+        else:
+            self._storage.put(naming.manifest_name(backup_name), raw)
+        try:
+            writer.commit()
+        except BaseException:
+            self.delete(backup_name)
+            raise
+
     @contextlib.contextmanager
     def updating(self, backup_name: str) -> Iterator[None]:
         """Serialize read-modify-write of one backup's manifest (verify records, imports)."""
@@ -260,6 +157,27 @@ class ManifestStore:
             updated = replace(read.manifest, verification=verification)
             self.save(backup_name, updated)
             return updated
+
+    def relabel(self, backup_name: str, labels: Labels) -> bytes:
+        """Give a signed manifest new labels; its signed bytes as stored (for the copies).
+        Conflict when the manifest is not signed (an unsigned one is never rewritten)."""
+        with self.updating(backup_name):
+            read = self.load(backup_name)
+            if read.trust is not Trust.SIGNED or read.manifest is None:
+                raise Conflict(
+                    f"backup {backup_name!r} has no signed manifest to label",
+                    f"its manifest: {read.trust}",
+                )
+            raw = to_json(replace(read.manifest, labels=labels), self.signer)
+            self.put_raw(backup_name, raw)
+            return raw
+
+    def put_raw(self, backup_name: str, raw: bytes) -> None:
+        """Store a manifest's signed bytes as written for the primary (a copy's, relabelled)."""
+        name = naming.manifest_name(backup_name)
+        self._storage.put(name, raw)
+        with self._lock:
+            self._cache.pop(name, None)  # a label of the same length may keep size and time
 
     def delete(self, backup_name: str) -> None:
         with contextlib.suppress(NotFound):

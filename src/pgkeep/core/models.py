@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from pgkeep.core.restore_plan import Plan
 from pgkeep.errors import InvalidInput
 
 
@@ -87,12 +88,24 @@ class Features:
 
 
 @dataclass(frozen=True)
+class SourceFacts:
+    """What a restore needs to know of a dump's source, read in the dump's own snapshot."""
+
+    database_owner: str = ""
+    owners: tuple[str, ...] = ()  # roles owning its objects
+    extensions: tuple[tuple[str, str], ...] = ()  # (name, version)
+    server_id: str = ""  # the server's system identifier
+
+
+@dataclass(frozen=True)
 class Check:
-    """One verification step and its outcome."""
+    """One verification step (or readiness check) and its outcome. A readiness check that is
+    not `critical` is shown but never makes the process unready (what only restores need)."""
 
     name: str
     ok: bool
     details: str = ""
+    critical: bool = True
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,37 @@ class Trust(StrEnum):
     UNKNOWN_KEY = "manifest signed with an unknown key"
     BAD_SIGNATURE = "manifest signature does not match"
     OTHER_BACKUP = "manifest describes another backup"
+    TAMPERED = "manifest tampered with"
+
+
+@dataclass(frozen=True)
+class TableDrift:
+    """A table that lost rows between two backups (`after` None: it is gone)."""
+
+    table: str
+    before: int
+    after: int | None
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Why a backup holds much less than the one before it (core/drift.py)."""
+
+    previous: str
+    tables: tuple[TableDrift, ...] = ()
+    size_before: int | None = None
+    size_after: int | None = None
+
+    def reasons(self) -> tuple[str, ...]:
+        said = [
+            f"table {t.table} is gone ({t.before} rows before)"
+            if t.after is None
+            else f"table {t.table} lost {t.before - t.after} of {t.before} rows"
+            for t in self.tables
+        ]
+        if self.size_before is not None:
+            said.append(f"the dump shrank from {self.size_before} to {self.size_after} bytes")
+        return tuple(said)
 
 
 @dataclass(frozen=True)
@@ -141,6 +185,21 @@ class Manifest:
     kind: str = "database"  # or "globals": roles and tablespaces (pg_dumpall --globals-only)
     flags: tuple[str, ...] = ()  # dump options that change what it holds (--no-role-passwords)
     recipients: tuple[str, ...] = ()  # encrypted (age): its recipients' fingerprints, never keys
+    # Bound in the signature: the target and store prefix it was made for (None: made
+    # before binding, trusted on its own target only), the source server's identity (shown,
+    # never a reason to refuse: a lost server's backups restore onto a new one).
+    target: str | None = None
+    prefix: str | None = None
+    server_id: str = ""
+    # What later reads need, recorded while dumping: the source database's owner, the
+    # roles owning its objects, its extensions (name → version), a plain dump's plan.
+    database_owner: str = ""
+    owners: tuple[str, ...] = ()
+    extensions: tuple[tuple[str, str], ...] = ()
+    plan: Plan | None = None
+    origin: str = "dump"  # or "import": a file from elsewhere, checked when imported
+    drift: Drift | None = None  # much less than the backup before it (core/drift.py)
+    labels: tuple[tuple[str, str], ...] = ()  # sorted by key (core/labels.py)
 
     @property
     def duration_ms(self) -> int:
@@ -180,7 +239,10 @@ class Backup:
 
     @property
     def encrypted(self) -> bool:
-        """Stored as an age file (its name ends in .age)."""
+        """Stored as an age file: as its manifest's recipients say (the name, `.age`, only
+        when there is no manifest to ask)."""
+        if self.manifest is not None:
+            return bool(self.manifest.recipients)
         return self.name.endswith(".age")
 
     @property
@@ -201,8 +263,18 @@ class TableComparison:
 
 
 @dataclass(frozen=True)
+class DroppedForeignKey:
+    """A kept table's foreign key to a table a table-level restore did not keep."""
+
+    table: str  # as the manifest's rowCounts keys
+    name: str
+    references: str
+
+
+@dataclass(frozen=True)
 class RestoreResult:
     target_database: str
     duration_ms: int
     tables: tuple[TableComparison, ...] = field(default_factory=tuple)
     source: str = "primary"  # or "copy:NAME"
+    dropped_foreign_keys: tuple[DroppedForeignKey, ...] = ()

@@ -9,17 +9,16 @@ here too.
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 
 from pgkeep.core import encryption
 from pgkeep.core.age_writer import AgeWriter
-from pgkeep.core.compression import Codec, compressor, decompress
+from pgkeep.core.compression import Codec, compressor, decompress, decompressor
 from pgkeep.core.models import Backup, BackupOptions, Compression, DumpFormat
 from pgkeep.core.ports import Writer
-from pgkeep.errors import Corrupt, DumpFailed
+from pgkeep.errors import DumpFailed
 
 # Suffix → (format, compression); custom archives compress inside, so one suffix.
 _CLEAR: dict[str, tuple[DumpFormat, Compression]] = {
@@ -69,13 +68,21 @@ class WriteChain:
 
     With `recipients` the compressed bytes are encrypted to them (age) before they
     are hashed and stored; `close` stops the encryptor's thread if the chain is
-    abandoned before `finish`.
+    abandoned before `finish`. Without `compress` (an import: the file's bytes are
+    stored as they are, compressed as it was) only encryption and hashing remain.
     """
 
     def __init__(
-        self, options: BackupOptions, writer: Writer, recipients: tuple[str, ...] = ()
+        self,
+        options: BackupOptions,
+        writer: Writer,
+        recipients: tuple[str, ...] = (),
+        *,
+        compress: bool = True,
     ) -> None:
-        codecs: list[Codec] = [compressor(options.stream_compression, options.effective_level)]
+        codecs: list[Codec] = (
+            [compressor(options.stream_compression, options.effective_level)] if compress else []
+        )
         self._encryptor = AgeWriter(recipients) if recipients else None
         if self._encryptor is not None:
             codecs.append(self._encryptor)
@@ -143,6 +150,32 @@ def _decrypted(
         decryptor.close()
 
 
+class Decoder:
+    """The read chain pushed a chunk at a time: decrypt (when sealed so), then decompress, in
+    pieces of bounded size; Corrupt when the bytes do not decode, NoIdentity without a key."""
+
+    def __init__(self, sealed: Sealing, keys: encryption.Keys = encryption.NO_KEYS) -> None:
+        self._decryptor = (
+            encryption.Decryptor(keys, sealed.recipients) if sealed.encrypted else None
+        )
+        self._decompressor = decompressor(sealed.compression)
+
+    def process(self, chunk: bytes) -> Iterator[bytes]:
+        if self._decryptor is not None:
+            chunk = self._decryptor.process(chunk)
+        if chunk:
+            yield from self._decompressor.pieces(chunk)
+
+    def finish(self) -> Iterator[bytes]:
+        if self._decryptor is not None and (tail := self._decryptor.finish()):
+            yield from self._decompressor.pieces(tail)
+        self._decompressor.finish()
+
+    def close(self) -> None:
+        if self._decryptor is not None:
+            self._decryptor.close()
+
+
 def content(
     stored: Iterable[bytes], sealed: Sealing, keys: encryption.Keys = encryption.NO_KEYS
 ) -> Generator[bytes, None, None]:
@@ -154,93 +187,5 @@ def content(
         decrypted.close()
 
 
-@dataclass(frozen=True)
-class Inspection:
-    sha256: str
-    decoded_bytes: int
-    problem: str  # why the bytes do not decode, or ""
-    opened: bool = True  # False: encrypted, and no identity here opens it (header checked)
-
-
-def inspect(
-    stored: Iterable[bytes], sealed: Sealing, keys: encryption.Keys = encryption.NO_KEYS
-) -> Inspection:
-    """One pass over the stored bytes: their sha256, and a full decode: decrypted and
-    decompressed when an identity opens it, else (encrypted) its age header checked."""
-    digest = hashlib.sha256()
-    opened = not sealed.encrypted or keys.can_open(sealed.recipients)
-    decoded = 0
-
-    def hashed() -> Iterator[bytes]:
-        for chunk in stored:
-            digest.update(chunk)
-            yield chunk
-
-    try:
-        if opened:
-            decoding = content(hashed(), sealed, keys)
-            try:
-                for out in decoding:
-                    decoded += len(out)
-            finally:
-                decoding.close()
-        else:
-            header = encryption.HeaderCheck()
-            for chunk in hashed():
-                header.process(chunk)
-            header.finish()
-    except Corrupt as exc:
-        return Inspection(digest.hexdigest(), decoded, exc.message, opened)
-    return Inspection(digest.hexdigest(), decoded, "", opened)
-
-
-# psql's \restrict: meta-commands (\! and friends) are refused until \unrestrict <key>.
-RESTRICT_LINE = re.compile(rb"\\restrict ([A-Za-z0-9]+)\r?\n")
-_OPENING_LIMIT = 64 * 1024
-
-
 def new_restrict_key() -> str:
     return secrets.token_hex(16)
-
-
-def restricted(dump: Iterable[bytes], key: str | None) -> Iterator[bytes]:
-    """A plain dump that opens (after comments and blank lines) with `\\restrict <key>`.
-
-    Nothing is passed on until the opening is seen, so psql never reads a line
-    of a stream that fails the check. With no key recorded (pg_dump too old to
-    write one), pgkeep's own `\\restrict` goes first and is never lifted.
-    """
-    chunks = iter(dump)
-    if key is None:
-        yield b"\\restrict " + new_restrict_key().encode() + b"\n"
-        yield from chunks
-        return
-    head = b""
-    for chunk in chunks:
-        head += chunk
-        found = opening_key(head)
-        if found is None and len(head) <= _OPENING_LIMIT:
-            continue
-        if found != key:
-            break
-        yield head
-        yield from chunks
-        return
-    raise Corrupt("the plain dump does not open with the \\restrict line its manifest records")
-
-
-def opening_key(head: bytes) -> str | None:
-    """The key of the `\\restrict` line that opens `head`, if comments lead to one."""
-    pos = 0
-    while pos < len(head):
-        end = head.find(b"\n", pos)
-        if end < 0:
-            return None
-        line = head[pos : end + 1]
-        if line.startswith(b"\\restrict "):
-            match = RESTRICT_LINE.fullmatch(line)
-            return match[1].decode() if match else ""
-        if line.strip() and not line.startswith(b"--"):
-            return ""
-        pos = end + 1
-    return None

@@ -8,14 +8,14 @@ and `postgres/` hold the implementations.
 from __future__ import annotations
 
 import builtins
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Protocol
 
 from pgkeep.core.control import Control
-from pgkeep.core.models import BackupOptions, DumpFormat, Features, StoredObject
-
-Opener = Callable[[], Iterable[bytes]]
+from pgkeep.core.models import BackupOptions, DroppedForeignKey, Features, SourceFacts, StoredObject
 
 
 class ReadHandle(Protocol):
@@ -82,11 +82,15 @@ class Storage(Protocol):
     def delete(self, name: str) -> None: ...
 
     def remove_partials(
-        self, keep: frozenset[str] = frozenset(), older_than: float = 0.0
+        self,
+        keep: frozenset[str] = frozenset(),
+        older_than: float = 0.0,
+        dead: frozenset[str] = frozenset(),
     ) -> builtins.list[str]:
         """Remove leftovers of interrupted writes; returns their names. Never those of the
         backups in `keep` (being written, maybe by another instance), nor any started less
-        than `older_than` seconds ago."""
+        than `older_than` seconds ago unless its backup is in `dead` (its writer is known
+        to have stopped: a killed create's job, failed)."""
         ...
 
     def free_bytes(self) -> int | None:
@@ -115,6 +119,7 @@ class DumpStream(Protocol):
     tool_version: str
     restrict_key: str | None  # the key of the plain dump's opening `\\restrict` line
     flags: tuple[str, ...]  # options that change what the dump holds (--no-role-passwords)
+    facts: SourceFacts  # what a restore needs to know of the source
 
     def row_counts(self) -> dict[str, int] | None: ...
 
@@ -149,7 +154,51 @@ class Dumper(Protocol):
         ...
 
 
-class Restorer(Protocol):
+class ArchiveChecker(Protocol):
+    """Reads what a custom archive from elsewhere would run in pgkeep's own session."""
+
+    def check_import(self, chunks: Iterable[bytes], size_hint: int) -> None:
+        """Corrupt naming the first statement of its schema that pg_dump would not write
+        there (an import's archive is trusted for nothing else)."""
+        ...
+
+
+class StagedArchive(Protocol):
+    """A custom archive staged for pg_restore (read to the end, so its check ran)."""
+
+    def printed(self, section: str) -> AbstractContextManager[Callable[[], Iterator[bytes]]]:
+        """The SQL pg_restore would run for a schema section (`pre-data`, `post-data`): a
+        function reading it from its start, as often as asked."""
+        ...
+
+    def load_data(self) -> None:
+        """The archive's rows, by pg_restore as the loader; RestoreFailed on any error."""
+        ...
+
+
+class RestoreSession(Protocol):
+    """One restore's runs into one database, each in its own transaction, as the admin (pgkeep's
+    own role) or the loader (no superuser: rows, and every entry a non-superuser owns)."""
+
+    def run_sql(self, role: str, chunks: Iterable[bytes], owner: str = "") -> None:
+        """Part of a plain dump, through psql (restricted from its first line, never lifted),
+        as the admin or `owner`'s loader; RestoreFailed on any error. When `chunks` raise,
+        psql is stopped before COMMIT."""
+        ...
+
+    def resolve(self, owner: str) -> str:
+        """Who runs an entry `owner` owns: the admin when that role is a superuser here (or
+        pgkeep's own, or predefined), else the loader (a role missing here too)."""
+        ...
+
+    def archive(
+        self, chunks: Iterable[bytes], size_hint: int, imported: bool = False
+    ) -> AbstractContextManager[StagedArchive]:
+        """A custom archive staged once, in a file with no name."""
+        ...
+
+
+class Restorer(ArchiveChecker, Protocol):
     """Creates, loads, counts and drops databases on one server."""
 
     @property
@@ -157,30 +206,98 @@ class Restorer(Protocol):
 
     def exists(self, database: str) -> bool: ...
 
-    def create(self, database: str) -> None: ...
+    def create(self, database: str, owner: str = "") -> None:
+        """A new database, owned by `owner` when that role exists on this server."""
+        ...
 
     def drop(self, database: str) -> None: ...
 
     def rename(self, old: str, new: str) -> None: ...
 
+    def give(self, database: str, owner: str) -> bool:
+        """Make `owner` own the database; False when no such role exists here."""
+        ...
+
     def row_counts(self, database: str) -> dict[str, int]: ...
 
-    def sweep(self, prefix: str) -> builtins.list[str]:
-        """Drop every database whose name starts with `prefix`; their names."""
+    def trim(
+        self, database: str, tables: frozenset[str], schemas: tuple[str, ...]
+    ) -> builtins.list[DroppedForeignKey]:
+        """Keep `tables` (rowCounts keys), `schemas`' objects and what they need; drop the rest."""
         ...
 
-    def load(
-        self,
-        database: str,
-        fmt: DumpFormat,
-        archive_major: int,
-        open_chunks: Opener,
-        size_hint: int = 0,
-    ) -> None:
-        """Restore into an existing empty database; RestoreFailed on any error. `size_hint`:
-        about how many bytes a custom archive is, to check the staging space first."""
+    def session(
+        self, database: str, archive_major: int, job: str
+    ) -> AbstractContextManager[RestoreSession]:
+        """Runs into `database` (existing, empty) for the job `job`."""
         ...
 
-    def check_archive(self, archive_major: int, open_chunks: Opener, size_hint: int = 0) -> str:
-        """Read a custom archive end to end; Corrupt if it cannot. Returns what was done."""
+    def databases(self, prefix: str) -> builtins.list[str]:
+        """Databases whose name starts with `prefix`."""
         ...
+
+    def loaders(self) -> builtins.list[str]:
+        """Loader roles left on this server."""
+        ...
+
+    def drop_loader(self, role: str) -> None: ...
+
+    def sweep_staged(self) -> builtins.list[str]:
+        """Remove what a crash left staged (plaintext) by name; their paths."""
+        ...
+
+    def check_archive(self, archive_major: int, chunks: Iterable[bytes], size_hint: int = 0) -> str:
+        """Stage a custom archive (its chunks raise at their end if they were not the signed
+        bytes) and read it end to end; Corrupt if it cannot be. Returns what was done."""
+        ...
+
+
+class TicketLedger(Protocol):
+    """Download tickets redeemed once, in every process that may be shown one."""
+
+    def redeem_once(self, nonce: str, expires_at: datetime) -> bool:
+        """True the first time a ticket's nonce is redeemed."""
+        ...
+
+
+class ChangeFeed(Protocol):
+    """Changes to targets' backups, told to every process that caches their lists."""
+
+    def announce(self, target: str) -> None: ...
+
+    def listen(self, on_change: Callable[[str], None], stop: threading.Event) -> None:
+        """Call `on_change(target)` for each announcement ("*": maybe any) until `stop`."""
+        ...
+
+
+class ControlIdentity(Protocol):
+    """A control database's own id and address (a store's marker names it)."""
+
+    @property
+    def where(self) -> str: ...
+
+    def control_id(self) -> str: ...
+
+
+class KnownTargets(Protocol):
+    """The databases each `[servers.*]` entry has been found to hold (kept where jobs are),
+    so a dropped database's target outlives a restart, marked gone."""
+
+    def remember(self, server: str, databases: list[str]) -> None: ...
+
+    def known(self, server: str) -> list[str]: ...
+
+    def forget(self, server: str, database: str) -> None: ...
+
+
+class Episodes(Protocol):
+    """Alert episodes kept where jobs are: when a target was first seen, which alerts are
+    open (one alert per episode, across restarts and instances)."""
+
+    def first_seen(self, target: str, now: datetime) -> datetime: ...
+
+    def open(self, kind: str, target: str, since: datetime) -> bool:
+        """True when this opens the episode (so it is to be told); False when it was open."""
+        ...
+
+    def close(self, kind: str, target: str) -> None: ...

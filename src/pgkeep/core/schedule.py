@@ -56,8 +56,11 @@ class Schedule:
         ledger: Ledger,
         identity: str,
         now: datetime,
+        on_missed: Callable[[str, datetime, str], None] = lambda kind, slot, cause: None,
     ) -> None:
         self.kind = kind
+        self._on_missed = on_missed  # a slot the ledger could not be asked for: told once
+        self._missed: datetime | None = None  # …and run once the ledger answers again
         self._expression = expression
         self._run = run
         self._ledger = ledger
@@ -84,16 +87,29 @@ class Schedule:
         """Run what is due at `now`; the slot run, or None."""
         slot: datetime | None = None
         if self._catch_up:
-            self._catch_up = False
             missed = self.latest_at_or_before(now)
-            if missed < now and self._ledger.has_runs(self.kind):
-                slot = missed  # the schedule ran before: one catch-up for the newest missed slot
+            try:
+                if missed < now and self._ledger.has_runs(self.kind):
+                    slot = missed  # it ran before: one catch-up for the newest missed slot
+                self._catch_up = False
+            except PgkeepError as exc:  # the ledger does not answer: asked again next tick
+                logger.warning("schedule %s: catch-up not decided: %s", self.kind, exc.message)
         if slot is None and now >= self._next:
             slot = self.latest_at_or_before(now)
         if slot is None:
+            slot = self._missed  # the ledger did not answer then: its one catch-up
+        if slot is None:
             return None
         self._next = self.next_after(now)
-        if not self._ledger.claim(self.kind, slot, self._identity):
+        try:
+            claimed = self._ledger.claim(self.kind, slot, self._identity)
+        except PgkeepError as exc:
+            if self._missed != slot:
+                self._on_missed(self.kind, slot, f"{exc.message} {exc.details}".strip())
+            self._missed = slot
+            raise
+        self._missed = None
+        if not claimed:
             logger.info("scheduled %s for %s already taken by another process", self.kind, slot)
             return None
         with self._ledger.running(self.kind) as acquired:

@@ -12,23 +12,28 @@ import os
 import secrets
 import shlex
 import signal
+import socket
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
 from pgkeep import tokens
 from pgkeep.config import Settings, load_settings
-from pgkeep.errors import ToolError
-from pgkeep.postgres.cluster import ThrowawayCluster, available_bin_dirs
-from pgkeep.serve import serve
-from pgkeep.storage.seaweed import ThrowawayS3
+from pgkeep.errors import ConfigError, ToolError
+from pgkeep.postgres.privileges import SETUP_SQL
+from pgkeep.serve import listen, serve
+from pgkeep.throwaway.cluster import ThrowawayCluster, available_bin_dirs
+from pgkeep.throwaway.s3 import ThrowawayS3
 
 SAMPLE_SQL = Path(__file__).with_name("sample.sql")
-SAMPLE_DATABASE = "shop"
+SAMPLE_DATABASE = "shop"  # also the role that owns it
+ROLE = "pgkeep"
 
 
-def run(host: str, port: int) -> int:
+def run(host: str | None, port: int | None) -> int:
     """Serve until Ctrl-C, the documented way to stop it: that exits 0 (make says nothing).
+    The address: the arguments, else PGKEEP_HOST and PGKEEP_PORT, else 127.0.0.1:8000.
     SIGTERM (`timeout`, `kill`) stops it the same way: the server shuts down gracefully,
     raises the signal again, and here it ends like Ctrl-C, so the throwaway servers are
     removed rather than left running."""
@@ -45,16 +50,32 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _run(host: str, port: int) -> int:
+def _address(host: str | None, port: int | None) -> tuple[str, int]:
+    host = host or os.environ.get("PGKEEP_HOST") or "127.0.0.1"
+    if port is None:
+        given = os.environ.get("PGKEEP_PORT") or "8000"
+        if not given.isdigit() or not 0 < int(given) < 65536:
+            raise ConfigError(f"PGKEEP_PORT: {given[:20]!a} is not a port number")
+        port = int(given)
+    return host, port
+
+
+def _run(host: str | None, port: int | None) -> int:
+    host, port = _address(host, port)
+    # Bound before anything starts or is printed: a port in use is one line, no banner.
+    listening = listen(host, port)
     overrides: dict[str, object] = {"host": host, "port": port}
     if not os.environ.get("PGKEEP_JWT_SECRET") and not _other_key_configured():
         overrides["jwt_secret"] = secrets.token_urlsafe(48)
     with contextlib.ExitStack() as stack:
+        stack.callback(listening.close)
         if os.environ.get("PGKEEP_DEMO_S3") == "1":
             overrides |= _throwaway_s3(stack)
         if os.environ.get("PGKEEP_DATABASE_URL"):
             settings = load_settings(**overrides)
-            _serve_with_banner(settings, "your database (PGKEEP_DATABASE_URL)", throwaway=False)
+            _serve_with_banner(
+                settings, "your database (PGKEEP_DATABASE_URL)", listening, throwaway=False
+            )
             return 0
         bin_dirs = available_bin_dirs()
         if not bin_dirs:
@@ -65,13 +86,38 @@ def _run(host: str, port: int) -> int:
         # Runs last, also when Ctrl-C comes back out of the server as KeyboardInterrupt.
         stack.callback(print, "Stopped; the throwaway cluster is removed.", flush=True)
         cluster = stack.enter_context(ThrowawayCluster(bin_dir))
-        url = cluster.create_database(SAMPLE_DATABASE)
-        cluster.execute(SAMPLE_SQL.read_text(), SAMPLE_DATABASE)
-        settings = load_settings(database_url=url, pg_bin_dir=bin_dir, **overrides)
+        url = least_privilege(cluster)
+        # Fresh each run, and gone with it (as the banner says): the backups of a cluster
+        # that no longer exists are nobody's.
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pgkeep-demo-")))
+        if not os.environ.get("PGKEEP_BACKUP_DIR"):
+            overrides["backup_dir"] = work / "backups"
+        if not os.environ.get("PGKEEP_STATE_DIR"):
+            overrides["state_dir"] = work / "state"
+        settings = load_settings(
+            database_url=url, pg_bin_dir=bin_dir, schedule_database=ROLE, **overrides
+        )
         _serve_with_banner(
-            settings, f"a throwaway PostgreSQL {major} with sample data", throwaway=True
+            settings,
+            f"a throwaway PostgreSQL {major} with sample data, as the role {ROLE!r} "
+            "(no superuser: docs/operations.md, least privilege)",
+            listening,
+            throwaway=True,
         )
     return 0
+
+
+def least_privilege(cluster: ThrowawayCluster) -> str:
+    """The sample database owned by an ordinary role, and pgkeep's role made as the docs say
+    (postgres/privileges.py SETUP_SQL); the URL pgkeep backs it up with."""
+    password = secrets.token_urlsafe(18)
+    cluster.execute(f"CREATE ROLE {SAMPLE_DATABASE}")
+    cluster.execute(f"CREATE DATABASE {SAMPLE_DATABASE} OWNER {SAMPLE_DATABASE}")
+    cluster.execute(f"SET ROLE {SAMPLE_DATABASE};\n{SAMPLE_SQL.read_text()}", SAMPLE_DATABASE)
+    setup = SETUP_SQL.format(role=ROLE, password=f"'{password}'", owners=SAMPLE_DATABASE)
+    for statement in filter(str.strip, setup.split(";\n")):
+        cluster.execute(statement)
+    return f"postgresql://{ROLE}:{password}@127.0.0.1:{cluster.port}/{SAMPLE_DATABASE}"
 
 
 def _throwaway_s3(stack: contextlib.ExitStack) -> dict[str, object]:
@@ -95,7 +141,10 @@ def _exports(settings: Settings) -> list[tuple[str, str]]:
     values = [
         ("PGKEEP_DATABASE_URL", settings.require_database_url()),
         ("PGKEEP_BACKUP_DIR", str(settings.backup_dir.resolve())),
+        ("PGKEEP_SCHEDULE_DATABASE", settings.schedule_database),
     ]
+    if settings.state_dir is not None:  # the CLI's jobs on the same board as the server's
+        values.append(("PGKEEP_STATE_DIR", str(settings.state_dir)))
     if settings.storage_url:
         values += [
             ("PGKEEP_STORAGE_URL", settings.storage_url),
@@ -115,7 +164,9 @@ def _other_key_configured() -> bool:
     return bool(os.environ.get("PGKEEP_JWT_PUBLIC_KEY") or os.environ.get("PGKEEP_JWT_JWKS_URL"))
 
 
-def _serve_with_banner(settings: Settings, what: str, *, throwaway: bool) -> None:
+def _serve_with_banner(
+    settings: Settings, what: str, listening: socket.socket, *, throwaway: bool
+) -> None:
     base = f"http://{settings.host}:{settings.port}"
     where = f"{settings.backup_dir}/"
     if settings.storage_url:
@@ -131,7 +182,7 @@ def _serve_with_banner(settings: Settings, what: str, *, throwaway: bool) -> Non
             lines += [
                 "",
                 "In another shell, for the CLI (.venv/bin/pgkeep backup list, pgkeep token …)",
-                "against this throwaway setup; these values die with it:",
+                "against this throwaway setup; these values, and its backups, die with it:",
                 *(f"  export {name}={shlex.quote(value)}" for name, value in _exports(settings)),
             ]
         lines += [
@@ -151,4 +202,4 @@ def _serve_with_banner(settings: Settings, what: str, *, throwaway: bool) -> Non
         ]
     lines += ["", "Ctrl-C stops it.", ""]
     print("\n".join(lines), flush=True)
-    serve(settings)
+    serve(settings, listening=listening)

@@ -16,11 +16,13 @@ from urllib.parse import parse_qsl, quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pgkeep.http import zerocopy
 from pgkeep.logs import request_id
 
 logger = logging.getLogger("pgkeep.access")
 
 SECRET_PARAMS = frozenset({"token", "ticket", "access_token"})
+API_KEY_PREFIX = "pgk_"
 _COMMON_HEADERS = [(b"x-content-type-options", b"nosniff")]
 
 
@@ -38,13 +40,18 @@ def _request_id(scope: Scope) -> str:
 
 
 def redact_query(query: str) -> str:
-    """The query with every credential's value replaced, judged by the decoded name."""
+    """The query with every credential's value replaced, judged by the decoded name, and
+    any value shaped as an API key (`pgk_…`, refused in URLs but maybe pasted there)."""
     pairs = parse_qsl(query, keep_blank_values=True, errors="replace")
     return "&".join(
         f"{quote(name, safe='')}="
-        + ("[REDACTED]" if name.strip().lower() in SECRET_PARAMS else quote(value, safe=""))
+        + ("[REDACTED]" if _secret(name, value) else quote(value, safe=""))
         for name, value in pairs
     )
+
+
+def _secret(name: str, value: str) -> bool:
+    return name.strip().lower() in SECRET_PARAMS or API_KEY_PREFIX in value
 
 
 class AccessLogMiddleware:
@@ -72,6 +79,8 @@ class AccessLogMiddleware:
                 ]
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
+            elif message["type"] == zerocopy.EXTENSION:
+                sent += int(message["count"])
             await send(message)
 
         try:

@@ -10,13 +10,26 @@ from starlette.concurrency import run_in_threadpool
 
 from pgkeep import __version__, wiring
 from pgkeep.config import Settings
+from pgkeep.core.idempotency import Idempotent
 from pgkeep.http import errors
 from pgkeep.http.access_log import AccessLogMiddleware
 from pgkeep.http.audit import AuditRefusals, note_core_event
 from pgkeep.http.limits import RequestLimits
 from pgkeep.http.metrics import Metrics
 from pgkeep.http.metrics import router as metrics_router
-from pgkeep.http.routes import backups, console, health, jobs, keeping, ready, targets
+from pgkeep.http.routes import (
+    audit,
+    backups,
+    console,
+    creating,
+    health,
+    jobs,
+    keeping,
+    keys,
+    ready,
+    storage,
+    targets,
+)
 from pgkeep.runtime import Runtime
 from pgkeep.tickets import TicketIssuer
 from pgkeep.tokens import TokenVerifier
@@ -51,11 +64,13 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.verifier = TokenVerifier(settings)
-    shared = runtime.jobs.coordination
-    app.state.tickets = (
-        TicketIssuer(key=runtime.signer.secret("tickets"), redeem_once=shared.redeem_once)
-        if shared is not None
-        else TicketIssuer()
+    app.state.tickets = TicketIssuer(
+        key=runtime.signer.secret("tickets"), redeem_once=runtime.shared.tickets.redeem_once
+    )
+
+    app.state.api_keys = wiring.api_keys(runtime)
+    app.state.idempotent = Idempotent(
+        runtime.shared.claims, runtime.jobs.get, runtime.factory.clock
     )
 
     def target_of(name: str | None) -> str | None:  # ?target= of a ticket's download
@@ -72,8 +87,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(console.router)
     app.include_router(jobs.router)  # before backups: DELETE /api/backup/{filename:path}
     app.include_router(targets.router)
+    app.include_router(storage.router)
+    app.include_router(audit.router)
     app.include_router(keeping.router)  # before backups' DELETE /api/backup/{filename:path}
+    app.include_router(creating.router)
     app.include_router(backups.router)
+    app.include_router(keys.router)
     app.add_middleware(AuditRefusals, log=runtime.audit)
     app.add_middleware(RequestLimits, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLogMiddleware)

@@ -16,10 +16,10 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgkeep import formats
+from pgkeep.core.audit import Trail
 from pgkeep.core.events import Event
 from pgkeep.errors import PgkeepError
 from pgkeep.logs import request_id
-from pgkeep.storage.audit import Trail
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ ACTIONS = {
     "unpin_backup": "unpin",
     "delete_backup": "delete",
     "cancel_job": "cancel-job",
+    "create_key": "key-create",
+    "revoke_key": "key-revoke",
 }
 _core_events: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "pgkeep_core_events", default=None
@@ -76,15 +78,15 @@ class AuditRefusals:
                 self._record(scope, action, status)
 
     def _record(self, scope: Scope, action: str, status: int) -> None:
-        principal = scope.get("state", {}).get("principal")
+        actor = scope.get("state", {}).get("actor")
         client = scope.get("client") or ("", 0)
         params = scope.get("path_params", {})
         query = scope.get("query_string", b"").decode("latin-1")
         try:
             self.log.append(
                 at=formats.iso_ms(datetime.now(UTC)),
-                who=getattr(principal, "sub", None),
-                via="api",
+                who=getattr(actor, "who", None),
+                via=getattr(actor, "via", "api"),
                 source=client[0],
                 action=action,
                 target=_target(query),
@@ -92,9 +94,15 @@ class AuditRefusals:
                 result="refused" if status < 500 else "failed",
                 status=status,
                 request_id=request_id.get(),
+                **_key_fields(actor),
             )
         except PgkeepError as exc:
             logger.error("audit log: %s", exc.message)
+
+
+def _key_fields(actor: object) -> dict[str, str]:
+    key_id = str(getattr(actor, "key_id", ""))
+    return {"apiKeyId": key_id, "owner": str(getattr(actor, "owner", ""))} if key_id else {}
 
 
 def _target(query: str) -> str:

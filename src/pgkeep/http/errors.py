@@ -25,6 +25,7 @@ STATUS: dict[type[errors.PgkeepError], int] = {
     errors.Conflict: 409,
     errors.Cancelled: 409,
     errors.InvalidInput: 400,
+    errors.Unprocessable: 422,
     errors.Corrupt: 422,
     errors.Untrusted: 422,
     errors.NoIdentity: 422,
@@ -38,6 +39,7 @@ STATUS: dict[type[errors.PgkeepError], int] = {
     errors.DatabaseUnavailable: 500,
     errors.StorageError: 500,
     errors.InsufficientStorage: 507,
+    errors.PartlyDeleted: 502,
     errors.ConfigError: 500,
 }
 _FRAMEWORK_MESSAGES = {404: "Not found", 405: "Method not allowed", 413: "Request body too large"}
@@ -57,10 +59,14 @@ def status_for(exc: errors.PgkeepError) -> int:
 
 
 def error_response(
-    status: int, error: str, details: str = "", headers: dict[str, str] | None = None
+    status: int,
+    error: str,
+    details: str = "",
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
     return JSONResponse(
-        {"error": error, "details": details},
+        {"error": error, "details": details, **(extra or {})},
         status_code=status,
         headers={**NO_STORE, **(headers or {})},
     )
@@ -78,7 +84,8 @@ async def _pgkeep_error(request: Request, exc: Exception) -> JSONResponse:
         logger.error(
             "%s %s failed: %s %s", request.method, request.url.path, exc.message, exc.details
         )
-    return error_response(status, exc.message, exc.details, headers)
+    extra = {"stores": exc.stores} if isinstance(exc, errors.PartlyDeleted) else None
+    return error_response(status, exc.message, exc.details, headers, extra)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from pgkeep.config import Settings
@@ -23,6 +23,7 @@ from pgkeep.core.events import Event
 from pgkeep.core.service import BackupService
 from pgkeep.errors import AuthError, Forbidden
 from pgkeep.runtime import Runtime
+from pgkeep.storage.meter import READS
 
 router = APIRouter(include_in_schema=False)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -32,7 +33,7 @@ class _Scrape(Collector):
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         gauges = {
             name: GaugeMetricFamily(f"pgkeep_{name}", text, labels=["target"])
             for name, text in _GAUGES.items()
@@ -43,6 +44,20 @@ class _Scrape(Collector):
         yield from (g for g in gauges.values() if g.samples)
         running = sum(not j.status.finished for j in self._runtime.jobs.list())
         yield GaugeMetricFamily("pgkeep_jobs_running", "Jobs queued or running", value=running)
+        reads = CounterMetricFamily(
+            "pgkeep_store_read_bytes",
+            "Bytes read from each target's stores",
+            labels=["target", "store"],
+        )
+        totals = READS.totals()
+        for target, service in self._runtime.services.items():
+            stores = [("primary", service.catalog)]
+            stores += list(service.copier.copies) if service.copier else []
+            for store, catalog in stores:
+                size = totals.get(catalog.storage.where)
+                if size is not None:  # a store's address is never a label: names only
+                    reads.add_metric([target, store], size)
+        yield reads
 
 
 _GAUGES = {

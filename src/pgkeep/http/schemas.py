@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from pgkeep import formats
+from pgkeep.core import manifest_json, options
 from pgkeep.core.models import (
     Backup,
     BackupOptions,
@@ -15,6 +16,7 @@ from pgkeep.core.models import (
     RestoreResult,
     Verification,
 )
+from pgkeep.core.selecting import Selection
 
 
 class ErrorBody(BaseModel):
@@ -32,28 +34,29 @@ class CreateRequest(_Strict):
     format: DumpFormat | None = None
     compression: Compression | None = None
     level: int | None = Field(default=None, ge=0, le=19, description="gzip 1-9, zstd 1-19")
+    labels: dict[str, Any] | None = Field(
+        default=None,
+        description="labels for the new backup: at most 16, keys [A-Za-z0-9_.-]{1,40}, "
+        "values strings of at most 200 characters",
+        examples=[{"reason": "pre-migration", "appVersion": "2.3.1"}],
+    )
 
     def options(self, defaults: BackupOptions) -> BackupOptions:
-        """Fill what the body leaves out from the defaults (PGKEEP_DEFAULT_*).
+        """Fill what the body leaves out from the defaults (core/options.py, as the CLI)."""
+        return options.resolve(defaults, self.format, self.compression, self.level)
 
-        A custom archive compresses only with gzip, so a zstd default becomes gzip for it.
-        """
-        fmt = self.format or defaults.format
-        compression = self.compression or defaults.compression
-        if (
-            self.compression is None
-            and fmt is DumpFormat.CUSTOM
-            and compression is Compression.ZSTD
-        ):
-            compression = Compression.GZIP
-        level = self.level
-        if level is None and compression is defaults.compression:
-            level = defaults.level
-        return BackupOptions(fmt, compression, level)
+
+class LabelRequest(_Strict):
+    """PATCH /api/backup/{name}: labels merged as RFC 7396 says (null removes one)."""
+
+    labels: dict[str, Any]
 
 
 class VerifyRequest(_Strict):
     restore: StrictBool = False  # true or false only: "yes" and 1 are refused
+
+
+_Name = Annotated[str, Field(min_length=1, max_length=300)]
 
 
 class RestoreRequest(_Strict):
@@ -62,6 +65,19 @@ class RestoreRequest(_Strict):
     )
     replace: StrictBool = False
     confirm: str | None = Field(default=None, max_length=63)
+    tables: list[_Name] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="only these tables, written as the manifest's rowCounts keys",
+        examples=[["public.actor"]],
+    )
+    schemas: list[_Name] | None = Field(
+        default=None, min_length=1, max_length=100, description="only these schemas' tables"
+    )
+
+    def selection(self) -> Selection:
+        return Selection(tuple(self.tables or ()), tuple(self.schemas or ()))
 
 
 class _BackupFields(BaseModel):
@@ -83,6 +99,11 @@ class _BackupFields(BaseModel):
         description="age: the fingerprints of the recipients it is encrypted to (never keys)",
         examples=[["age:c66c56ffd13497a0"]],
     )
+    labels: dict[str, str] = Field(default_factory=dict, description="the backup's labels")
+    drift: dict[str, Any] | None = Field(
+        default=None,
+        description="much less than the backup before it (that one is pinned): why; or null",
+    )
 
     @staticmethod
     def fields_of(backup: Backup) -> dict[str, object]:
@@ -103,6 +124,8 @@ class _BackupFields(BaseModel):
             "trust": str(backup.trust),
             "encrypted": backup.encrypted,
             "recipients": list(backup.recipients),
+            "drift": manifest_json.drift_json(m.drift) if m else None,
+            "labels": dict(m.labels) if m else {},
         }
 
 
@@ -122,11 +145,27 @@ class CreateResponse(_BackupFields):
         )
 
 
+class VerificationItem(BaseModel):
+    """What the last verify proved, never more (core/verdicts.py)."""
+
+    state: str = Field(examples=["restored", "checksum", "failed", "none"])
+    at: str | None = None
+    rowsProven: int | None = None  # noqa: N815
+    check: str | None = Field(default=None, description="the first check that failed")
+    details: str | None = None
+    source: str | None = Field(default=None, examples=["primary", "copy:offsite"])
+
+
 class BackupItem(_BackupFields):
     filename: str
     size: str
     created: str
     modified: str
+    target: str | None = None
+    kind: str = Field(default="database", examples=["database", "globals"])
+    pinned: bool = False
+    durationMs: int | None = None  # noqa: N815
+    verification: VerificationItem | None = None
 
     @classmethod
     def of(cls, backup: Backup) -> BackupItem:
@@ -157,6 +196,9 @@ class DeleteResponse(BaseModel):
     success: bool = True
     message: str = "Backup deleted successfully"
     filename: str
+    stores: list[str] = Field(
+        default_factory=list, description='where it was removed from: "primary", "copy:NAME"'
+    )
 
 
 class CheckItem(BaseModel):
@@ -192,6 +234,12 @@ class TableItem(BaseModel):
     ok: bool
 
 
+class ForeignKeyItem(BaseModel):
+    table: str
+    name: str
+    references: str
+
+
 class RestoreResponse(BaseModel):
     success: bool = True
     filename: str
@@ -199,6 +247,9 @@ class RestoreResponse(BaseModel):
     durationMs: int  # noqa: N815
     tables: list[TableItem]
     source: str = "primary"
+    droppedForeignKeys: list[ForeignKeyItem] = Field(  # noqa: N815
+        default_factory=list, description="a table-level restore's foreign keys to tables not kept"
+    )
 
     @classmethod
     def of(cls, name: str, r: RestoreResult) -> RestoreResponse:
@@ -212,6 +263,10 @@ class RestoreResponse(BaseModel):
             durationMs=r.duration_ms,
             tables=tables,
             source=r.source,
+            droppedForeignKeys=[
+                ForeignKeyItem(table=k.table, name=k.name, references=k.references)
+                for k in r.dropped_foreign_keys
+            ],
         )
 
 

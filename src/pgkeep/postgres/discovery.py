@@ -6,10 +6,10 @@ import psycopg
 
 from pgkeep.errors import DatabaseUnavailable
 from pgkeep.postgres import server
-from pgkeep.postgres.target import Target
+from pgkeep.postgres.connection import Connection
 
 
-def databases(admin: Target) -> list[str]:
+def databases(admin: Connection) -> list[str]:
     """Databases that can be dumped: not templates, and accepting connections."""
     with server.connect(admin) as conn:
         rows = conn.execute(
@@ -19,7 +19,7 @@ def databases(admin: Target) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-def can_read_role_passwords(admin: Target) -> bool:
+def can_read_role_passwords(admin: Connection) -> bool:
     """Whether pg_dumpall may dump role passwords (it needs to read pg_authid)."""
     try:
         with server.connect(admin) as conn:

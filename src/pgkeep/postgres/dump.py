@@ -22,9 +22,11 @@ import psycopg
 
 from pgkeep.core import pipeline
 from pgkeep.core.control import Control
-from pgkeep.core.models import BackupOptions, DumpFormat
+from pgkeep.core.models import BackupOptions, DumpFormat, SourceFacts
 from pgkeep.errors import DumpFailed
 from pgkeep.postgres import catalog, rows, server, tools
+from pgkeep.postgres.connection import Connection
+from pgkeep.postgres.messages import cause_first
 from pgkeep.postgres.process import (
     ReadAhead,
     StderrTail,
@@ -33,7 +35,6 @@ from pgkeep.postgres.process import (
     spawn,
     widen_pipe,
 )
-from pgkeep.postgres.target import Target
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +83,14 @@ class PgDumpStream:
         tool_version: str,
         counter: rows.RowCounter,
         restrict_key: str | None,
+        facts: SourceFacts,
     ) -> None:
         self.chunks = chunks
         self.server_version = server_version
         self.tool_version = tool_version
         self.restrict_key = restrict_key
         self.flags: tuple[str, ...] = ()
+        self.facts = facts
         self._counter = counter
 
     def row_counts(self) -> dict[str, int] | None:
@@ -101,7 +104,7 @@ class PgDumper:
 
     def __init__(
         self,
-        target: Target,
+        target: Connection,
         bin_dirs: list[Path],
         count_max_bytes: int = 0,
         lock_wait_seconds: int = 300,
@@ -143,6 +146,7 @@ class PgDumper:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             snapshot = str(_one(conn, "SELECT pg_export_snapshot()"))
             on_line = rows.expect(conn, control) if control is not None else None
+            facts = catalog.source_facts(conn)
             size = catalog.database_size(conn)
             counter: rows.RowCounter = (
                 rows.InlineCounter(conn, self._count_max_bytes, size)
@@ -159,7 +163,10 @@ class PgDumper:
                 self._lock_wait,
             )
             proc = spawn(
-                argv, self._target.child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
+                argv,
+                self._target.child_env(server.major_of(conn)),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
             )
             assert proc.stdout is not None  # noqa: S101 (PIPE)
             assert proc.stderr is not None  # noqa: S101 (PIPE)
@@ -170,7 +177,8 @@ class PgDumper:
             reader = ReadAhead(proc.stdout.fileno(), CHUNK_SIZE)
             try:
                 chunks = piped_output(proc, reader, tail, self._failed(tail))
-                yield PgDumpStream(chunks, server.version_of(conn), tool.version, counter, key)
+                version = server.version_of(conn)
+                yield PgDumpStream(chunks, version, tool.version, counter, key, facts)
             finally:
                 if proc.poll() is None:
                     proc.kill()  # the consumer stopped early: end pg_dump, leave nothing running
@@ -186,11 +194,16 @@ class PgDumper:
                     conn.rollback()
 
     def _failed(self, tail: StderrTail) -> Callable[[int], DumpFailed]:
-        return lambda code: DumpFailed(
-            f"{describe_exit('pg_dump', code)} on database {self.target!r}",
-            self._target.redact(tail.text()),
-            exit_code=code,
-        )
+        def failed(code: int) -> DumpFailed:
+            cause, details = cause_first(self._target.redact(tail.text()))
+            said = f": {cause}" if cause else ""
+            return DumpFailed(
+                f"{describe_exit('pg_dump', code)} on database {self.target!r}{said}",
+                details,
+                exit_code=code,
+            )
+
+        return failed
 
 
 def _one(conn: psycopg.Connection[Any], query: str) -> Any:

@@ -1,20 +1,26 @@
 """Globals: a server's roles and tablespaces, dumped with `pg_dumpall --globals-only`.
 
-A role that may not read pg_authid gets `--no-role-passwords` (recorded in the
-manifest's flags); a restore of globals is by hand, never through the API.
+They carry every role's password verifier (SCRAM or MD5), which anyone holding the
+backup can attack offline. `globals_passwords = false` dumps with `--no-role-passwords`;
+so does a role that may not read pg_authid (pg_dumpall fails otherwise). Either way the
+flag is recorded in the manifest's flags. A restore of globals is by hand, never
+through the API.
 """
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from pgkeep.core.control import Control
-from pgkeep.core.models import BackupOptions
+from pgkeep.core.models import BackupOptions, SourceFacts
 from pgkeep.errors import DumpFailed
 from pgkeep.postgres import discovery, server, tools
+from pgkeep.postgres.connection import Connection
+from pgkeep.postgres.messages import cause_first
 from pgkeep.postgres.process import (
     ReadAhead,
     StderrTail,
@@ -23,7 +29,8 @@ from pgkeep.postgres.process import (
     spawn,
     widen_pipe,
 )
-from pgkeep.postgres.target import Target
+
+logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1024 * 1024
 GLOBALS = "(globals)"
@@ -41,6 +48,7 @@ class GlobalsStream:
         self.server_version, self.tool_version = versions
         self.restrict_key = key
         self.flags = flags
+        self.facts = SourceFacts()
 
     def row_counts(self) -> dict[str, int] | None:
         return None
@@ -51,10 +59,17 @@ class PgGlobalsDumper:
 
     kind = "globals"
 
-    def __init__(self, admin: Target, bin_dirs: list[Path], lock_wait_seconds: int = 300) -> None:
+    def __init__(
+        self,
+        admin: Connection,
+        bin_dirs: list[Path],
+        lock_wait_seconds: int = 300,
+        passwords: bool = True,
+    ) -> None:
         self._admin = admin
         self._bin_dirs = bin_dirs
         self._lock_wait = lock_wait_seconds
+        self._passwords = passwords  # globals_passwords: False leaves the verifiers out
 
     @property
     def target(self) -> str:
@@ -64,11 +79,10 @@ class PgGlobalsDumper:
         return 1_000_000  # roles and tablespaces: small
 
     def check(self) -> str:
-        tool = self._tool()
+        tool = self._tool(server.server_major(self._admin))
         return f"{self._admin.address} reachable; pg_dumpall {tool.version} at {tool.path}"
 
-    def _tool(self) -> tools.Tool:
-        major = server.server_major(self._admin)
+    def _tool(self, major: int) -> tools.Tool:
         return tools.choose(tools.find_tools("pg_dumpall", self._bin_dirs), major, "pg_dumpall")
 
     @contextmanager
@@ -78,10 +92,9 @@ class PgGlobalsDumper:
         control: Control | None = None,
         restrict_key: str = "",
     ) -> Iterator[GlobalsStream]:
-        tool = self._tool()
-        flags: tuple[str, ...] = ()
-        if not discovery.can_read_role_passwords(self._admin):
-            flags = ("--no-role-passwords",)
+        major = server.server_major(self._admin)
+        tool = self._tool(major)
+        flags = () if self._with_passwords() else ("--no-role-passwords",)
         key = restrict_key if restrict_key and tools.writes_restrict_key(tool) else None
         argv = [
             str(tool.path),
@@ -93,7 +106,7 @@ class PgGlobalsDumper:
             f"--dbname={self._admin.conninfo}",
         ]
         proc = spawn(
-            argv, self._admin.child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
+            argv, self._admin.child_env(major), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
         )
         assert proc.stdout is not None  # noqa: S101 (PIPE)
         assert proc.stderr is not None  # noqa: S101 (PIPE)
@@ -118,9 +131,29 @@ class PgGlobalsDumper:
             proc.stdout.close()
             tail.join()
 
+    def _with_passwords(self) -> bool:
+        if not self._passwords:
+            logger.info(
+                "globals of %s dumped without role passwords: globals_passwords is off",
+                self._admin.address,
+            )
+            return False
+        if not discovery.can_read_role_passwords(self._admin):
+            logger.info(
+                "globals of %s dumped without role passwords: the role may not read pg_authid",
+                self._admin.address,
+            )
+            return False
+        return True
+
     def _failed(self, tail: StderrTail) -> Callable[[int], DumpFailed]:
-        return lambda code: DumpFailed(
-            f"{describe_exit('pg_dumpall', code)} on {self._admin.address}",
-            self._admin.redact(tail.text()),
-            exit_code=code,
-        )
+        def failed(code: int) -> DumpFailed:
+            cause, details = cause_first(self._admin.redact(tail.text()))
+            said = f": {cause}" if cause else ""
+            return DumpFailed(
+                f"{describe_exit('pg_dumpall', code)} on {self._admin.address}{said}",
+                details,
+                exit_code=code,
+            )
+
+        return failed

@@ -8,6 +8,7 @@ import fcntl
 import os
 import queue
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from pgkeep.errors import ToolError
+from pgkeep.postgres.spawner import Spawner
 
 STDERR_TAIL_BYTES = 4096
 # What a child may inherit from pgkeep's environment: nothing else (no PGKEEP_*, AWS_*,
@@ -24,6 +26,7 @@ _INHERITED = ("PATH", "HOME", "TZ", "LANG", "LANGUAGE")
 LIBPQ_VARIABLES = frozenset(
     {
         "PGPASSWORD",
+        "PGPASSFILE",
         "PGSSLMODE",
         "PGSSLROOTCERT",
         "PGSSLCERT",
@@ -37,6 +40,12 @@ LIBPQ_VARIABLES = frozenset(
     }
 )
 PIPE_BYTES = 1024 * 1024  # Linux's default pipe is 64 KiB; 1 MiB is the unprivileged maximum
+_LIFELINE = str(Path(__file__).with_name("lifeline.py"))
+# PostgreSQL 14 and later: a backend whose client has gone notices within this while it
+# runs a query or waits for a lock, not only when it next writes to the socket. Older
+# servers refuse the setting (FATAL: unrecognized configuration parameter).
+CLIENT_CHECK_INTERVAL = "2s"
+CLIENT_CHECK_SINCE = 14
 
 
 class StderrTail:
@@ -81,6 +90,15 @@ def child_env(**pg: str) -> dict[str, str]:
             raise ValueError(f"not a PostgreSQL connection variable: {name}")
         env[name] = value
     return env
+
+
+def session_options(server_major: int) -> str:
+    """libpq's `options` for a session pgkeep opens on a server of this major: the
+    client check, so a backend whose client died (a killed pg_dump waiting for a lock)
+    gives up its locks and snapshot within seconds. "" for servers older than 14."""
+    if server_major < CLIENT_CHECK_SINCE:
+        return ""
+    return f"-c client_connection_check_interval={CLIENT_CHECK_INTERVAL}"
 
 
 def widen_pipe(stream: IO[bytes], size: int = PIPE_BYTES) -> None:
@@ -161,15 +179,37 @@ def piped_output(
         raise failed(code)
 
 
+_SPAWNER = Spawner()
+
+
 def spawn(
-    argv: Sequence[str], env: Mapping[str, str], *, stdin: int | None, stdout: int | None
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    stdin: int | None,
+    stdout: int | None,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.Popen[bytes]:
+    """Start a tool (`argv[0]` its path) without a shell, its stderr piped, tied to
+    pgkeep's life: it is killed when pgkeep ends, however that happens (lifeline.py)."""
+    path = Path(argv[0])
+    if not os.access(path, os.X_OK):  # lifeline execs it: say why here, as Popen would
+        reason = "Permission denied" if path.exists() else "No such file or directory"
+        raise ToolError(f"cannot run {path.name}: {reason}")
+    command = [sys.executable, "-I", "-S", _LIFELINE, str(os.getpid()), *argv]
     try:
-        return subprocess.Popen(
-            list(argv), stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=dict(env)
+        return _SPAWNER.start(
+            lambda: subprocess.Popen(
+                command,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+                env=dict(env),
+                pass_fds=tuple(pass_fds),
+            )
         )
     except OSError as exc:
-        raise ToolError(f"cannot run {Path(argv[0]).name}: {exc.strerror}") from exc
+        raise ToolError(f"cannot run {path.name}: {exc.strerror}") from exc
 
 
 def describe_exit(tool: str, code: int) -> str:
@@ -181,14 +221,17 @@ def describe_exit(tool: str, code: int) -> str:
 
 
 def run_feeding(
-    argv: Sequence[str], env: Mapping[str, str], chunks: Iterable[bytes]
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    chunks: Iterable[bytes],
+    pass_fds: Sequence[int] = (),
 ) -> tuple[int, str]:
     """Run a tool with `chunks` on its stdin; (exit code, stderr tail).
 
     If the tool stops reading early (it failed, or needed only a prefix), the
     rest of the input is not sent; if the input raises, the tool is killed.
     """
-    proc = spawn(argv, env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    proc = spawn(argv, env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, pass_fds=pass_fds)
     assert proc.stdin is not None  # noqa: S101 (PIPE)
     assert proc.stderr is not None  # noqa: S101 (PIPE)
     tail = StderrTail(proc.stderr)
@@ -210,6 +253,26 @@ def run_feeding(
     return code, tail.text()
 
 
-def run(argv: Sequence[str], env: Mapping[str, str]) -> tuple[int, str]:
+def run(
+    argv: Sequence[str], env: Mapping[str, str], pass_fds: Sequence[int] = ()
+) -> tuple[int, str]:
     """Run a tool to completion with no input; (exit code, stderr tail)."""
-    return run_feeding(argv, env, ())
+    return run_feeding(argv, env, (), pass_fds)
+
+
+def run_output(
+    argv: Sequence[str], env: Mapping[str, str], pass_fds: Sequence[int] = ()
+) -> tuple[int, bytes, str]:
+    """Run a tool with no input; (exit code, its whole stdout, stderr tail). For small
+    outputs only (pg_restore --list)."""
+    proc = spawn(argv, env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, pass_fds=pass_fds)
+    assert proc.stdout is not None  # noqa: S101 (PIPE)
+    assert proc.stderr is not None  # noqa: S101 (PIPE)
+    tail = StderrTail(proc.stderr)
+    try:
+        out = proc.stdout.read()
+    finally:
+        proc.stdout.close()
+        code = proc.wait()
+        tail.join()
+    return code, out, tail.text()

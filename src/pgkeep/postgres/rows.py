@@ -23,7 +23,7 @@ from psycopg import sql
 from pgkeep.core.control import Control
 from pgkeep.errors import PgkeepError
 from pgkeep.postgres import catalog, server
-from pgkeep.postgres.target import Target
+from pgkeep.postgres.connection import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class Counter:
     Skipped (None) when the database is larger than `max_bytes` (0: never skip).
     """
 
-    def __init__(self, target: Target, snapshot: str, max_bytes: int) -> None:
+    def __init__(self, target: Connection, snapshot: str, max_bytes: int) -> None:
         self._target = target
         self._snapshot = snapshot
         self._max_bytes = max_bytes
@@ -160,15 +160,15 @@ def _estimate(conn: psycopg.Connection[Any]) -> tuple[int, int]:
     keeps a lock timeout from aborting the transaction that exports the snapshot.
     """
     query = (
-        "SELECT count(*), coalesce(sum({size}), 0)"
-        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        "SELECT pg_catalog.count(*), coalesce(pg_catalog.sum({size}), 0)"
+        " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
         " WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
     )
-    relpages = "c.relpages::bigint * current_setting('block_size')::int"
+    relpages = "c.relpages::bigint * pg_catalog.current_setting('block_size')::int"
     conn.execute("SAVEPOINT pgkeep_estimate")
     conn.execute(f"SET LOCAL lock_timeout = '{ESTIMATE_LOCK_TIMEOUT}'")
     try:
-        row = conn.execute(query.format(size="pg_table_size(c.oid)")).fetchone()
+        row = conn.execute(query.format(size="pg_catalog.pg_table_size(c.oid)")).fetchone()
     except psycopg.errors.LockNotAvailable:
         conn.execute("ROLLBACK TO SAVEPOINT pgkeep_estimate")
         row = conn.execute(query.format(size=relpages)).fetchone()

@@ -103,15 +103,64 @@ def choose_reader(
 
 # The minor releases that brought psql's \restrict and pg_dump --restrict-key (August 2025).
 _RESTRICT_SINCE = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
+# Known vulnerabilities of psql and pg_restore that a restore can trigger, each with the
+# minor release of every major upstream supported then that fixed it (issue 18).
+RESTORE_CVES = {"CVE-2026-116314": {18: 7, 17: 12, 16: 16, 15: 20}}
+OLDEST_SUPPORTED = 15  # older majors get no fixes upstream at all
+READERS = ("psql", "pg_restore")
 
 
 def writes_restrict_key(tool: Tool) -> bool:
     """Whether this pg_dump takes `--restrict-key` (and this psql knows `\\restrict`)."""
     if tool.major >= 18:
         return True
-    minor = tool.version.partition(".")[2]
     since = _RESTRICT_SINCE.get(tool.major)
-    return since is not None and minor.isdigit() and int(minor) >= since
+    return since is not None and _minor(tool) >= since
+
+
+def known_cves(tool: Tool) -> list[str]:
+    """The restore-time CVEs this psql or pg_restore is not fixed for ([] for other tools,
+    and for majors past upstream support, which `notice` names as such)."""
+    if tool.name not in READERS:
+        return []
+    return [
+        cve
+        for cve, fixed in RESTORE_CVES.items()
+        if tool.major in fixed and _minor(tool) < fixed[tool.major]
+    ]
+
+
+def notice(tool: Tool) -> str | None:
+    """A line naming a psql or pg_restore to upgrade, by name and version (never its path:
+    it is logged and shown in readiness); None when nothing is known against it."""
+    if tool.name not in READERS:
+        return None
+    if tool.major < OLDEST_SUPPORTED:
+        return (
+            f"{tool.name} {tool.version} is no longer supported upstream: no fixes for "
+            f"restore-time vulnerabilities ({', '.join(RESTORE_CVES)} and later); install "
+            f"PostgreSQL {OLDEST_SUPPORTED} or newer client tools"
+        )
+    cves = known_cves(tool)
+    if not cves:
+        return None
+    fixed = max(RESTORE_CVES[cve][tool.major] for cve in cves)
+    return (
+        f"{tool.name} {tool.version} has known restore-time vulnerabilities: "
+        f"{', '.join(cves)}; fixed in {tool.major}.{fixed}"
+    )
+
+
+def reader_notices(dirs: list[Path]) -> list[str]:
+    """A notice for each psql and pg_restore in `dirs` that has one."""
+    found = [notice(t) for name in READERS for t in find_tools(name, dirs)]
+    return [line for line in found if line is not None]
+
+
+def _minor(tool: Tool) -> int:
+    """The minor version; 0 for a major alone (a beta or a development build)."""
+    minor = tool.version.partition(".")[2]
+    return int(minor) if minor.isdigit() else 0
 
 
 @functools.cache

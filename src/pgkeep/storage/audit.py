@@ -1,18 +1,17 @@
-"""The audit log: append-only JSON lines in a keyed hash chain, its head anchored elsewhere.
+"""The audit log's file store: append-only JSON lines of the keyed chain (core/audit.py),
+its head anchored elsewhere (the control database).
 
-Each entry carries `seq`, the `prev` entry's hash and its own `hash`, an
-HMAC-SHA256 (key derived from the signing key, named by `keyId`), so a log
-rewritten from scratch with recomputed hashes fails to verify without the key.
-The newest (seq, hash) is also kept by an `Anchor` outside the file (the control
-database), so cutting lines off the end, or deleting the file, is detected. A
-line torn by a crash is fenced at the next append (a newline, then an entry
-naming it) and reported, never fatal. Appends take an exclusive lock on the
-file, so the CLI and the server share one chain; symlinks are never followed.
+A line torn by a crash is fenced at the next append (a newline, then an entry naming
+it) and reported, never fatal; an append that fails (a full disk) is cut off again and
+raises, so the action it records is refused (`core.events`). Appends take an exclusive
+lock on the file, so the CLI and the server share one chain; symlinks are never
+followed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -21,83 +20,17 @@ import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from pgkeep.core.audit import GENESIS, TORN, Anchor, chained, event_fields, parsed
 from pgkeep.core.events import Event
-from pgkeep.core.signing import Signer, Verdict
+from pgkeep.core.signing import Signer
 from pgkeep.errors import PgkeepError, StorageError
 
 logger = logging.getLogger(__name__)
 
-GENESIS = "0" * 64
-TORN = "audit-torn-line"
 _TAIL_BYTES = 64 * 1024
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class Anchor(Protocol):
-    """Where the chain's head is kept, away from the file."""
-
-    def load(self) -> tuple[int, str] | None: ...
-
-    def save(self, seq: int, digest: str) -> None: ...
-
-
-class Trail(Protocol):
-    """An audit trail: a file (`AuditLog`) or rows of the control database shared by
-    instances (`postgres.audit_trail.PgAuditTrail`); both hold the same keyed chain."""
-
-    signer: Signer
-    anchor: Anchor | None
-
-    @property
-    def where(self) -> str: ...
-
-    def on_event(self, event: Event) -> None: ...
-
-    def append(self, **fields: Any) -> None: ...
-
-    def read(self) -> list[dict[str, Any]]: ...
-
-    def page(self, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        """Entries newest first, `limit` of them after skipping `offset`, and how many
-        there are in all; never the whole trail in memory."""
-        ...
-
-
-def event_fields(event: Event) -> dict[str, Any]:
-    """A core event as an audit entry's fields."""
-    return {
-        "at": event.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "who": event.actor.who,
-        "via": event.actor.via,
-        "source": event.actor.source,
-        "action": event.action,
-        "target": event.target,
-        "backup": event.filename,
-        "result": event.outcome,
-        "error": event.error[:500],
-        "request_id": event.actor.request_id,
-        **({"store": event.store} if event.store else {}),
-    }
-
-
-def parsed(raw: str | bytes, where: int) -> dict[str, Any]:
-    """An entry as stored; one that is not an entry as `{"_unreadable": where}` (its line
-    number, or its row's seq)."""
-    try:
-        entry = json.loads(raw)
-    except ValueError:
-        return {"_unreadable": where}
-    return entry if isinstance(entry, dict) else {"_unreadable": where}
-
-
-def chained(signer: Signer, seq: int, prev: str, fields: dict[str, Any]) -> dict[str, Any]:
-    """The entry after (seq, prev): numbered, linked and keyed."""
-    entry: dict[str, Any] = {"seq": seq + 1, **fields, "prev": prev}
-    signature = signer.sign(entry)  # over everything but keyId and hash, added now
-    entry["keyId"], entry["hash"] = signature["keyId"], signature["hmac"]
-    return entry
 
 
 @dataclass
@@ -123,27 +56,40 @@ class AuditLog:
         self.append(**event_fields(event))
 
     def append(self, **fields: Any) -> None:
+        """Append one entry, fsynced; StorageError if it could not be, the file left as it
+        was (a full disk leaves no torn line behind)."""
         with self._lock:
             fd = self._open(os.O_RDWR | os.O_APPEND | os.O_CREAT)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                head = self._head(fd)
-                if head.torn:
-                    os.write(fd, b"\n")
-                    head = self._write(
-                        fd, head, action=TORN, details=f"a line after seq {head.seq} was torn"
-                    )
-                entry_head = self._write(fd, head, **fields)
+                entry_head = self._append(fd, fields)
             except OSError as exc:
-                raise StorageError(f"cannot append to the audit log: {exc.strerror}") from exc
+                raise StorageError(
+                    f"cannot write the audit trail: {exc.strerror or exc}",
+                    f"appending to {str(self.path)!r}",
+                ) from exc
             finally:
                 os.close(fd)
         self._save_anchor(entry_head)
 
+    def _append(self, fd: int, fields: dict[str, Any]) -> _Head:
+        size = os.fstat(fd).st_size
+        try:
+            head = self._head(fd)
+            if head.torn:
+                _write_all(fd, b"\n")
+                head = self._write(
+                    fd, head, action=TORN, details=f"a line after seq {head.seq} was torn"
+                )
+            return self._write(fd, head, **fields)
+        except OSError:
+            with contextlib.suppress(OSError):  # freeing blocks works on a full disk
+                os.ftruncate(fd, size)
+            raise
+
     def _write(self, fd: int, head: _Head, **fields: Any) -> _Head:
         entry = chained(self.signer, head.seq, head.digest, fields)
-        line = (json.dumps(entry, sort_keys=True, ensure_ascii=True) + "\n").encode()
-        os.write(fd, line)
+        _write_all(fd, (json.dumps(entry, sort_keys=True, ensure_ascii=True) + "\n").encode())
         os.fsync(fd)
         return _Head(entry["seq"], entry["hash"])
 
@@ -243,57 +189,11 @@ class AuditLog:
         return list(reversed(window)), total
 
 
-@dataclass(frozen=True)
-class Report:
-    intact: bool
-    entries: int
-    problem: str = ""
-    notes: tuple[str, ...] = ()
-
-
-def verify(log: Trail, signer: Signer, anchor: Anchor | None) -> Report:
-    """Recompute the keyed chain, and compare its head with the anchor."""
-    entries = log.read()
-    notes: list[str] = []
-    previous_seq, previous = 0, GENESIS
-    for index, entry in enumerate(entries):
-        if "_unreadable" in entry:
-            fenced = index + 1 < len(entries) and entries[index + 1].get("action") == TORN
-            if not fenced:
-                return Report(False, len(entries), f"line {entry['_unreadable']}: not an entry")
-            notes.append(f"line {entry['_unreadable']}: torn by a crash, fenced")
-            continue
-        problem = _check(entry, signer, previous_seq, previous)
-        if problem and previous_seq == 0 and isinstance(entry.get("seq"), int) and entry["seq"] > 1:
-            problem = f"entries 1 to {entry['seq'] - 1} are missing: the log was deleted or emptied"
-        if problem:
-            return Report(False, len(entries), f"seq {entry.get('seq')}: {problem}", tuple(notes))
-        previous_seq, previous = int(entry["seq"]), str(entry["hash"])
-    head = anchor.load() if anchor is not None else None
-    if head is not None and head[0] > previous_seq:
-        return Report(
-            False,
-            len(entries),
-            f"the anchor records {head[0]} entries but the log ends at {previous_seq}: "
-            "lines were cut off the end",
-            tuple(notes),
-        )
-    if head is not None:
-        match = next((e for e in entries if e.get("seq") == head[0]), None)
-        if match is None or match.get("hash") != head[1]:
-            return Report(
-                False, len(entries), f"seq {head[0]} differs from the anchor", tuple(notes)
-            )
-    return Report(True, len(entries), "", tuple(notes))
-
-
-def _check(entry: dict[str, Any], signer: Signer, previous_seq: int, previous: object) -> str:
-    if entry.get("seq") != previous_seq + 1 or entry.get("prev") != previous:
-        return "chain broken (an entry removed, added or reordered)"
-    body = {k: v for k, v in entry.items() if k not in ("hash", "keyId")}
-    verdict = signer.check(body, {"keyId": entry.get("keyId"), "hmac": entry.get("hash")})
-    if verdict is Verdict.UNKNOWN_KEY:
-        return "signed with a key this service does not have"
-    if verdict is not Verdict.GOOD:
-        return "content does not match its hash (edited, or forged without the key)"
-    return ""
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of `data`: a full disk makes write() short before it fails."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]

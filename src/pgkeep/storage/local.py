@@ -33,12 +33,14 @@ from pgkeep.errors import (
 )
 from pgkeep.storage.chunks import read_range
 from pgkeep.storage.local_write import LocalWriter, fsync_dir
+from pgkeep.storage.meter import READS
 
 logger = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".partial"
 TRUST_MTIME_AFTER_NS = 2_000_000_000
 _NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+
+_WARM_BYTES = 256 * 1024
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -107,7 +109,7 @@ class LocalStorage:
                 else (f"it has {st.st_nlink} hard links, so it may be a file from elsewhere")
             )
             raise NotFound(f"backup {name!r} not found", f"refused: {why}")
-        return LocalReadHandle(fd, _info(name, st), _etag(st))
+        return LocalReadHandle(fd, _info(name, st), _etag(st), self.where)
 
     def open_write(self, name: str) -> LocalWriter:
         final = self._path(name)
@@ -150,7 +152,10 @@ class LocalStorage:
         fsync_dir(self.directory)
 
     def remove_partials(
-        self, keep: frozenset[str] = frozenset(), older_than: float = 0.0
+        self,
+        keep: frozenset[str] = frozenset(),
+        older_than: float = 0.0,
+        dead: frozenset[str] = frozenset(),
     ) -> builtins.list[str]:
         removed = []
         horizon = time.time() - older_than
@@ -161,7 +166,8 @@ class LocalStorage:
             if any(written == k or written.startswith(k + ".") for k in keep):
                 continue
             with contextlib.suppress(FileNotFoundError):
-                if older_than and entry.stat(follow_symlinks=False).st_mtime > horizon:
+                young = entry.stat(follow_symlinks=False).st_mtime > horizon
+                if older_than and young and written not in dead:
                     continue
                 Path(entry.path).unlink(missing_ok=True)
                 removed.append(entry.name)
@@ -198,10 +204,11 @@ class LocalStorage:
 class LocalReadHandle:
     """An open file descriptor: size and etag are those of the file that was opened."""
 
-    def __init__(self, fd: int, info: StoredObject, etag: str) -> None:
+    def __init__(self, fd: int, info: StoredObject, etag: str, store: str = "") -> None:
         self._fd = fd
         self.info = info
         self.etag = etag
+        self.store = store  # counted by storage.meter
         self._probe = bytearray(1)
         self._nowait = _NOWAIT
 
@@ -209,28 +216,48 @@ class LocalReadHandle:
         chunk = os.pread(self._fd, size, offset)
         if not chunk:
             raise StorageError(f"backup {self.info.name!r} shrank while being read")
+        READS.count(self.store, len(chunk))
         return chunk
 
     def read_cached(self, offset: int, size: int) -> bytes | None:
-        """`read` when the page cache holds the range's last byte, else None.
+        """`read` when the page cache holds the range's last byte, else None."""
+        return self.read(offset, size) if self.cached(offset, size) else None
+
+    def cached(self, offset: int, size: int) -> bool:
+        """Whether the page cache holds the range (its last byte, at least).
 
         The probe is a one-byte `preadv2(RWF_NOWAIT)`, which fails rather than
         wait on the disk. Readahead fills the cache in file order, so the last
         byte stands for the range; a wrong guess costs a short wait, never wrong
-        bytes. Where the kernel or filesystem lacks RWF_NOWAIT: always None.
+        bytes. Where the kernel or filesystem lacks RWF_NOWAIT: always False.
         """
         if self._nowait is None:
-            return None
+            return False
         try:
             os.preadv(self._fd, [self._probe], offset + size - 1, self._nowait)
         except BlockingIOError:
-            return None
+            return False
         except OSError as exc:
             if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
                 raise
             self._nowait = None
-            return None
-        return self.read(offset, size)
+            return False
+        return True
+
+    def warm(self, offset: int, size: int) -> None:
+        """Bring the range into the page cache (waiting on the disk), keeping none of it."""
+        scratch = bytearray(_WARM_BYTES)
+        end = offset + size
+        while offset < end:
+            view = memoryview(scratch)[: min(_WARM_BYTES, end - offset)]
+            got = os.preadv(self._fd, [view], offset)
+            if got == 0:
+                return
+            offset += got
+
+    def fileno(self) -> int:
+        """The open file, for the server to send from (`http.zerocopy`); valid until `close`."""
+        return self._fd
 
     def iter_range(self, start: int, end: int) -> Iterator[bytes]:
         return read_range(self.read, start, end)

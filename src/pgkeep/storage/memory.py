@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from pgkeep.core.models import Features, StoredObject
 from pgkeep.errors import Conflict, NotFound, StorageError
+from pgkeep.storage.meter import READS
 
 CHUNK_SIZE = 256 * 1024
 
@@ -70,7 +71,10 @@ class MemoryStorage:
         return "in memory"
 
     def remove_partials(
-        self, keep: frozenset[str] = frozenset(), older_than: float = 0.0
+        self,
+        keep: frozenset[str] = frozenset(),
+        older_than: float = 0.0,
+        dead: frozenset[str] = frozenset(),
     ) -> builtins.list[str]:
         return []  # nothing survives a restart of a process-local store
 
@@ -94,6 +98,7 @@ class MemoryReadHandle:
         chunk = self._data[offset : offset + size]
         if not chunk:
             raise StorageError(f"read past the end of {self.info.name!r}")
+        READS.count("memory", len(chunk))
         return chunk
 
     def read_cached(self, offset: int, size: int) -> bytes | None:

@@ -28,6 +28,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from pgkeep.core.models import Features, StoredObject
 from pgkeep.errors import Conflict, InvalidInput, NotFound, PgkeepError, StorageError, Unavailable
 from pgkeep.storage.chunks import read_range
+from pgkeep.storage.meter import READS
 from pgkeep.storage.s3_write import S3Writer
 
 if TYPE_CHECKING:
@@ -147,7 +148,10 @@ class S3Storage:
             self.done_writing(name)
 
     def remove_partials(
-        self, keep: frozenset[str] = frozenset(), older_than: float = 0.0
+        self,
+        keep: frozenset[str] = frozenset(),
+        older_than: float = 0.0,
+        dead: frozenset[str] = frozenset(),
     ) -> builtins.list[str]:
         """Abort the multipart uploads under the prefix that no running job owns."""
         horizon = datetime.now(UTC) - timedelta(seconds=older_than)
@@ -163,7 +167,7 @@ class S3Storage:
                     # Some stores ignore the delimiter here: another prefix is not ours.
                     if "/" in name or name in keep or name in self._writing:
                         continue
-                    if older_than and upload["Initiated"] > horizon:
+                    if older_than and upload["Initiated"] > horizon and name not in dead:
                         continue
                     self._client.abort_multipart_upload(
                         Bucket=self._bucket, Key=upload["Key"], UploadId=upload["UploadId"]
@@ -279,6 +283,7 @@ class S3ReadHandle:
         if not chunk:
             raise StorageError(f"backup {self.info.name!r} shrank while being read")
         self._position += len(chunk)
+        READS.count(self._store.where, len(chunk))
         return chunk
 
     def read_cached(self, offset: int, size: int) -> bytes | None:

@@ -15,18 +15,23 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from pgkeep import formats
-from pgkeep.core import pipeline
+from pgkeep.core import labels, pipeline
 from pgkeep.core.jobs import Job
-from pgkeep.core.models import Backup
-from pgkeep.core.service import BackupService
+from pgkeep.core.service import BackupService, Download
 from pgkeep.errors import PgkeepError
 from pgkeep.http import ranges
-from pgkeep.http.auth import DownloadAccess, Owner
+from pgkeep.http.access import service_for
+from pgkeep.http.auth import (
+    Caller,
+    Deleter,
+    DownloadAccess,
+    Downloader,
+    Reader,
+    Restorer,
+    Verifier,
+)
 from pgkeep.http.errors import documented, error_response
 from pgkeep.http.schemas import (
-    BackupItem,
-    CreateRequest,
-    CreateResponse,
     DeleteResponse,
     DownloadLinkResponse,
     ListResponse,
@@ -35,8 +40,8 @@ from pgkeep.http.schemas import (
     VerifyRequest,
     VerifyResponse,
 )
-from pgkeep.http.streaming import stream_range
-from pgkeep.http.views import job_json, job_url
+from pgkeep.http.streaming import RangeResponse
+from pgkeep.http.views import backup_item, job_json, job_url, list_body, repr_digest
 
 router = APIRouter(
     prefix="/api/backup",
@@ -44,7 +49,7 @@ router = APIRouter(
     responses=documented(
         (400, "Invalid input, such as a name that is not a backup name"),
         (401, "No authorization token, or an invalid one"),
-        (403, "Access denied (not OWNER role)"),
+        (403, "Access denied (not OWNER role, or an API key without the scope or target)"),
         (404, "Backup not found"),
         (500, "Server error"),
     ),
@@ -57,19 +62,17 @@ TargetName = Annotated[
 ]
 
 
-def get_service(request: Request, actor: Owner, target: TargetName = None) -> BackupService:
+def get_service(request: Request, credential: Caller, target: TargetName = None) -> BackupService:
     """The target's service, resolved only for an authorized caller: an unknown target's
-    400 names the others, which nobody without a token may learn."""
-    service: BackupService = request.app.state.runtime.service(target)
-    return service
+    400 names the others, which nobody without a token may learn (nor a key for others)."""
+    return service_for(request, credential, target)
 
 
 def get_download_service(
     request: Request, actor: DownloadAccess, target: TargetName = None
 ) -> BackupService:
     """As `get_service`, for the download route's wider access (tickets, `?token=`)."""
-    service: BackupService = request.app.state.runtime.service(target)
-    return service
+    return service_for(request, request.state.credential, target)
 
 
 Service = Annotated[BackupService, Depends(get_service)]
@@ -82,11 +85,11 @@ ACCEPTED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _wants_async(request: Request, flag: bool) -> bool:
+def wants_async(request: Request, flag: bool) -> bool:
     return flag or "respond-async" in request.headers.get("prefer", "").lower()
 
 
-def _accepted(job: Job) -> JSONResponse:
+def accepted(job: Job) -> JSONResponse:
     return JSONResponse(
         {"success": True, "job": job_json(job)},
         status_code=202,
@@ -94,7 +97,7 @@ def _accepted(job: Job) -> JSONResponse:
     )
 
 
-def _outcome(service: BackupService, job: Job) -> Any:
+def outcome(service: BackupService, job: Job) -> Any:
     """Wait for a job started on behalf of a synchronous request; its result or its error."""
     job = service.jobs.wait(job.id)
     if isinstance(job.result, PgkeepError):
@@ -104,76 +107,43 @@ def _outcome(service: BackupService, job: Job) -> Any:
     return job.result
 
 
-@router.post(
-    "/create",
-    response_model=CreateResponse,
-    responses={**documented((409, "A backup is already running")), **ACCEPTED},
-)
-def create_backup(
-    request: Request,
-    service: Service,
-    actor: Owner,
-    body: CreateRequest | None = None,
-    run_async: AsyncFlag = False,
-) -> Any:
-    options = (body or CreateRequest()).options(service.creating.defaults)
-    job = service.start_create(options, actor)
-    if _wants_async(request, run_async):
-        return _accepted(job)
-    return CreateResponse.of(_outcome(service, job))
-
-
 ALL_TARGETS = "*"
 
 
 @router.get("/list", response_model=ListResponse)
 def list_backups(
     request: Request,
-    actor: Owner,
+    credential: Caller,
+    actor: Reader,
     target: Annotated[
         str | None, Query(max_length=200, description="a target, or * for every target's")
     ] = None,
+    label: Annotated[
+        list[str] | None, Query(max_length=300, description="KEY=VALUE: only backups with it")
+    ] = None,
 ) -> Response:
-    """Newest first. With ?target=*, every target's backups, each with its `target`."""
+    """Newest first. With ?target=*, every target's backups, each with its `target`; with
+    ?label=KEY=VALUE (repeatable), only the backups carrying every such label."""
     runtime = request.app.state.runtime
+    wanted = [labels.parse_filter(text) for text in label or ()]
     if target != ALL_TARGETS:
-        return Response(_list_body(request, runtime.service(target)), media_type="application/json")
+        service = service_for(request, credential, target)
+        if not wanted:
+            return Response(list_body(request, service), media_type="application/json")
+        services = [service]
+    else:
+        services = [s for s in runtime.services.values() if credential.allows(s.target)]
     items: list[dict[str, Any]] = []
-    for service in runtime.services.values():
+    for service in services:
         copies = service.copier.listings() if service.copier else []
-        items.extend(_item(service, b, copies) for b in service.catalog.list())
+        pinned = service.catalog.pinned()
+        items.extend(
+            backup_item(service, b, copies, pinned)
+            for b in service.catalog.list()
+            if labels.matches(b.manifest.labels if b.manifest else (), wanted)
+        )
     items.sort(key=lambda item: (item["created"], item["filename"]), reverse=True)
     return JSONResponse({"success": True, "backups": items, "count": len(items)})
-
-
-def _list_body(request: Request, service: BackupService) -> bytes:
-    """The list as JSON, rebuilt only when a catalog hands out a new list (storage changed)."""
-    backups = service.catalog.list()
-    copies = service.copier.listings() if service.copier else []
-    key = (backups, *copies)
-    bodies = request.app.state.__dict__.setdefault("list_bodies", {})
-    cached = bodies.get(service.target)
-    if (
-        cached is None
-        or len(cached[0]) != len(key)
-        or any(a is not b for a, b in zip(cached[0], key, strict=True))
-    ):
-        items = [_item(service, b, copies) for b in backups]
-        rendered = JSONResponse({"success": True, "backups": items, "count": len(items)}).body
-        cached = bodies[service.target] = (key, bytes(rendered))
-    return bytes(cached[1])
-
-
-def _item(
-    service: BackupService, backup: Backup, copies: list[list[Backup] | None]
-) -> dict[str, Any]:
-    item = {**BackupItem.plain(backup), "target": service.target}
-    if service.copier and service.copier.copies:
-        item["copies"] = [
-            {"store": c.store, "present": c.present, "verified": c.verified}
-            for c in service.copier.status(backup.name, copies)
-        ]
-    return item
 
 
 @router.get(
@@ -188,16 +158,33 @@ def _item(
 def download_backup(
     filename: str, request: Request, service: DownloadService, actor: DownloadAccess
 ) -> Response:
-    backup, handle, source = service.open(filename, actor)
+    download = service.open(filename, actor)
+    handle = download.handle
+    try:
+        return _download(request, download)
+    except BaseException:
+        if handle is not None:  # a response that owns the handle closes it; until then, this
+            handle.close()
+        raise
+
+
+def _download(request: Request, download: Download) -> Response:
+    backup, handle = download.backup, download.handle
     size = backup.size_bytes
     headers = {
         "Content-Disposition": f'attachment; filename="{backup.name}"',
-        "ETag": handle.etag,
         "Last-Modified": formats.http_date(backup.modified_at),
-        "Accept-Ranges": "bytes",
         "Cache-Control": "no-store",
-        SOURCE_HEADER: source,
+        SOURCE_HEADER: download.source,
+        **repr_digest(backup),
     }
+    media_type = pipeline.media_type(backup.format, backup.compression, encrypted=backup.encrypted)
+    if handle is None:  # a copy: whole, its last chunk sent only once it matches the manifest
+        assert download.reading is not None  # noqa: S101 (one or the other)
+        headers["Content-Length"] = str(size)
+        body = download.reading.stored()
+        return StreamingResponse(body, media_type=media_type, headers=headers)
+    headers |= {"ETag": handle.etag, "Accept-Ranges": "bytes"}
     if_range = request.headers.get("if-range")
     range_header = request.headers.get("range") if if_range in (None, handle.etag) else None
     try:
@@ -214,9 +201,8 @@ def download_backup(
     if status == 206:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     headers["Content-Length"] = str(end - start)
-    media_type = pipeline.media_type(backup.format, backup.compression, encrypted=backup.encrypted)
-    return StreamingResponse(
-        stream_range(handle, start, end), status_code=status, media_type=media_type, headers=headers
+    return RangeResponse(
+        handle, start, end, status_code=status, media_type=media_type, headers=headers
     )
 
 
@@ -229,15 +215,15 @@ def verify_backup(
     filename: str,
     request: Request,
     service: Service,
-    actor: Owner,
+    actor: Verifier,
     body: VerifyRequest | None = None,
     run_async: AsyncFlag = False,
 ) -> Any:
     restore = (body or VerifyRequest()).restore
     job = service.start_verify(filename, restore=restore, actor=actor)
-    if _wants_async(request, run_async):
-        return _accepted(job)
-    result = VerifyResponse.of(filename, _outcome(service, job))
+    if wants_async(request, run_async):
+        return accepted(job)
+    result = VerifyResponse.of(filename, outcome(service, job))
     return JSONResponse(result.model_dump(), headers={SOURCE_HEADER: result.source})
 
 
@@ -246,7 +232,7 @@ def verify_backup(
     response_model=RestoreResponse,
     responses=documented(
         (409, "The target database exists (and replace was not confirmed)"),
-        (422, "The backup failed its integrity check; nothing was restored"),
+        (422, "The backup failed its integrity check, or lacks a named table; nothing restored"),
     )
     | ACCEPTED,
 )
@@ -255,20 +241,25 @@ def restore_backup(
     body: RestoreRequest,
     request: Request,
     service: Service,
-    actor: Owner,
+    actor: Restorer,
     run_async: AsyncFlag = False,
 ) -> Any:
     job = service.start_restore(
-        filename, body.targetDatabase, replace=body.replace, confirm=body.confirm, actor=actor
+        filename,
+        body.targetDatabase,
+        replace=body.replace,
+        confirm=body.confirm,
+        actor=actor,
+        selection=body.selection(),
     )
-    if _wants_async(request, run_async):
-        return _accepted(job)
-    result = RestoreResponse.of(filename, _outcome(service, job))
+    if wants_async(request, run_async):
+        return accepted(job)
+    result = RestoreResponse.of(filename, outcome(service, job))
     return JSONResponse(result.model_dump(), headers={SOURCE_HEADER: result.source})
 
 
 @router.post("/download-link/{filename:path}", response_model=DownloadLinkResponse)
-def download_link(filename: str, request: Request, service: Service, actor: Owner) -> Any:
+def download_link(filename: str, request: Request, service: Service, actor: Downloader) -> Any:
     backup = service.catalog.grant_download(filename, actor)
     ticket, expires = request.app.state.tickets.issue(service.target, backup.name, actor.who)
     target = urlencode({"target": service.target})
@@ -281,8 +272,11 @@ def download_link(filename: str, request: Request, service: Service, actor: Owne
 @router.delete(
     "/{filename:path}",
     response_model=DeleteResponse,
-    responses=documented((409, "The backup is pinned")),
+    responses=documented(
+        (409, "The backup is pinned"),
+        (502, "Removed from some stores, not all (`stores` says which)"),
+    ),
 )
-def delete_backup(filename: str, service: Service, actor: Owner) -> DeleteResponse:
-    service.catalog.delete(filename, actor)
-    return DeleteResponse(filename=filename)
+def delete_backup(filename: str, service: Service, actor: Deleter) -> DeleteResponse:
+    stores = service.delete(filename, actor)
+    return DeleteResponse(filename=filename, stores=stores)

@@ -1,4 +1,5 @@
-"""The web console: three static files served with a strict Content-Security-Policy.
+"""The web console: static files (a page, its modules, a style sheet) served with a strict
+Content-Security-Policy.
 
 No build step and no CDN: everything comes from this origin, and no inline
 script or style is allowed, so an injected string cannot run.
@@ -24,7 +25,8 @@ _HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-cache",
 }
-_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
+_MODULES = ("app.js", "api.js", "shell.js", "ui.js", "views.js", "target.js", "actions.js")
+_FILES = {name: "text/javascript" for name in _MODULES} | {"app.css": "text/css"}
 
 
 @router.get("/")

@@ -1,80 +1,69 @@
-"""Keeping backups: pins, the retention preview, and the audit log's pages.
+"""Keeping backups: pins, labels and the retention preview.
 
 Registered before the catch-all `DELETE /api/backup/{filename:path}`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter
 
-from pgkeep.http.auth import Owner
+from pgkeep.http.auth import Pinner, Reader
 from pgkeep.http.errors import documented
+from pgkeep.http.overview import policy_json
 from pgkeep.http.routes.backups import Service
+from pgkeep.http.schemas import LabelRequest
+from pgkeep.http.views import backup_item
 
+SCAN_PAGE = 1000
 router = APIRouter(
     prefix="/api/backup",
     tags=["keeping"],
     responses=documented(
         (400, "Invalid input, such as a name that is not a backup name"),
         (401, "No authorization token, or an invalid one"),
-        (403, "Access denied (not OWNER role)"),
+        (403, "Access denied (not OWNER role, or an API key without the scope or target)"),
         (404, "Backup not found"),
     ),
 )
 
 
-@router.get("/audit")
-def audit_entries(
-    request: Request,
-    actor: Owner,
-    offset: Annotated[int, Query(ge=0, le=10**12)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> dict[str, Any]:
-    """The audit log, newest first, a page at a time."""
-    entries, total = request.app.state.runtime.audit.page(offset, limit)
-    return {
-        "success": True,
-        "entries": entries,
-        "total": total,
-        "offset": offset,
-        "limit": limit,
-    }
-
-
 @router.get("/retention/preview")
-def retention_preview(service: Service, actor: Owner) -> dict[str, Any]:
+def retention_preview(service: Service, actor: Reader) -> dict[str, Any]:
     """What the retention policy would delete now, and why; deletes nothing."""
     decisions = service.catalog.retention_plan()
-    policy = service.catalog.policy
 
     def row(d: Any) -> dict[str, Any]:
         return {"filename": d.backup.name, "reasons": list(d.reasons)}
 
     return {
         "success": True,
-        "policy": {
-            "maxAgeDays": policy.max_age_days,
-            "keepLast": policy.keep_last,
-            "keepDaily": policy.keep_daily,
-            "keepWeekly": policy.keep_weekly,
-            "keepMonthly": policy.keep_monthly,
-            "keepYearly": policy.keep_yearly,
-            "minKeep": policy.min_keep,
-        },
+        "policy": policy_json(service.catalog.policy),
         "delete": [row(d) for d in decisions if not d.keep],
         "keep": [row(d) for d in decisions if d.keep],
     }
 
 
 @router.post("/{filename:path}/pin")
-def pin_backup(filename: str, service: Service, actor: Owner) -> dict[str, Any]:
+def pin_backup(filename: str, service: Service, actor: Pinner) -> dict[str, Any]:
     backup = service.catalog.pin(filename, actor)
     return {"success": True, "filename": backup.name, "pinned": True}
 
 
 @router.delete("/{filename:path}/pin")
-def unpin_backup(filename: str, service: Service, actor: Owner) -> dict[str, Any]:
+def unpin_backup(filename: str, service: Service, actor: Pinner) -> dict[str, Any]:
     backup = service.catalog.unpin(filename, actor)
     return {"success": True, "filename": backup.name, "pinned": False}
+
+
+@router.patch("/{filename:path}")
+def label_backup(
+    filename: str, body: LabelRequest, service: Service, actor: Pinner
+) -> dict[str, Any]:
+    """Merge labels (RFC 7396: a string sets one, null removes it) into the backup's signed
+    manifest and its copies'; answers the backup as listed."""
+    backup = service.label(filename, body.labels, actor)
+    copies = service.copier.listings() if service.copier else []
+    pinned = service.catalog.pinned()
+    return {"success": True, **backup_item(service, backup, copies, pinned)}

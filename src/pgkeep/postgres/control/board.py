@@ -1,16 +1,10 @@
-"""Jobs, slots, leases and tickets of several instances, in the control database.
+"""The job board in the control database (core.jobs.JobBoard), shared by every instance.
 
 `pgkeep.jobs` holds every instance's jobs. A unique index on the exclusive key of
 unfinished jobs makes "one create per target" hold across instances; each pool's
 slots and queue are counted under a transaction-scoped advisory lock per pool; a
 job's owner renews `lease_until`, and a job whose lease lapsed is failed by any
-instance ("instance X stopped"). `pgkeep.tickets` makes a download ticket single-use
-across instances; `pgkeep.control` names this control database, so a store can say
-which one it belongs to.
-
-Over 300 lines: one adapter for one port (`core.jobs.Coordination`); its SQL is
-kept beside the methods that run it, and splitting it would split the setup and
-the connection pool it shares.
+instance ("instance X stopped").
 """
 
 from __future__ import annotations
@@ -18,22 +12,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import secrets
 import socket
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from pgkeep.core.control import Progress
 from pgkeep.core.jobs import Job, JobKind, JobStatus, Pool
-from pgkeep.errors import Busy, Conflict, Unavailable
-from pgkeep.postgres.target import Target
+from pgkeep.errors import Busy, Conflict
+from pgkeep.postgres.control.database import ControlDatabase
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +73,6 @@ _REAP = (
     " details = 'its lease lapsed at ' || lease_until::text"
     f" WHERE status IN ('queued', 'running') AND lease_until < now() RETURNING {_COLUMNS}"
 )
-CONNECTIONS = 4
-CHANNEL = "pgkeep_changes"
 
 
 def instance_name() -> str:
@@ -93,12 +80,14 @@ def instance_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
 
 
-class PgCoordination:
-    """`core.jobs.Coordination` on a PostgreSQL control database."""
+class PgJobBoard:
+    """core.jobs.JobBoard in the control database."""
+
+    name = "the control database"
 
     def __init__(
         self,
-        control: Target,
+        database: ControlDatabase,
         *,
         lease_seconds: float = 30.0,
         keep_for: timedelta = timedelta(days=7),
@@ -106,65 +95,17 @@ class PgCoordination:
     ) -> None:
         self.instance = instance or instance_name()
         self.lease_seconds = lease_seconds
-        self._control = control
+        self.young_seconds = lease_seconds  # another machine's clock, and its slow naming
+        self.database = database
+        self.connection = database.connection
         self._keep_for = keep_for
-        self._idle: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue()
-        self._ready = False
-
-    # -- the control database itself --------------------------------------------------
-
-    def control_id(self) -> str:
-        """This control database's own random id (made once, by whoever comes first)."""
-        with self.connection() as conn:
-            conn.execute(
-                "INSERT INTO pgkeep.control (key, value) VALUES ('id', %s) ON CONFLICT DO NOTHING",
-                (secrets.token_hex(16),),
-            )
-            row = conn.execute("SELECT value FROM pgkeep.control WHERE key = 'id'").fetchone()
-        assert row is not None  # noqa: S101 (inserted above)
-        return str(row["value"])
 
     @property
     def where(self) -> str:
-        return f"{self._control.address}/{self._control.dbname}"
-
-    @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        try:
-            conn = self._idle.get_nowait()
-        except queue.Empty:
-            conn = None
-        try:
-            if conn is None or conn.closed:
-                conn = psycopg.connect(
-                    self._control.conninfo,
-                    password=self._control.password,
-                    autocommit=True,
-                    row_factory=dict_row,
-                    connect_timeout=5,
-                )
-            if not self._ready:
-                _setup(conn)
-                self._ready = True
-            yield conn
-        except psycopg.Error as exc:
-            if conn is not None:
-                conn.close()
-            raise Unavailable(
-                f"cannot use the control database {self.where}",
-                self._control.redact(str(exc).strip()),
-            ) from None
-        if not conn.closed and self._idle.qsize() < CONNECTIONS:
-            self._idle.put(conn)
-        else:
-            conn.close()
+        return self.database.where
 
     def close(self) -> None:
-        while True:
-            try:
-                self._idle.get_nowait().close()
-            except queue.Empty:
-                return
+        self.database.close()
 
     # -- jobs ------------------------------------------------------------------------
 
@@ -307,54 +248,6 @@ class PgCoordination:
             ).fetchall()
         return [_job(r) for r in rows]
 
-    # -- changes to the store --------------------------------------------------------
-
-    def announce(self, target: str) -> None:
-        """Tell every instance that `target`'s backups changed (their lists are stale)."""
-        with self.connection() as conn:
-            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, target))
-
-    def listen(self, on_change: Callable[[str], None], stop: threading.Event) -> None:
-        """Call `on_change(target)` for every announcement, until `stop`; reconnects."""
-        while not stop.is_set():
-            try:
-                with psycopg.connect(
-                    self._control.conninfo,
-                    password=self._control.password,
-                    autocommit=True,
-                    connect_timeout=5,
-                ) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    on_change("*")  # whatever was announced while not listening
-                    while not stop.is_set():
-                        for note in conn.notifies(timeout=1.0):
-                            on_change(note.payload)
-            except psycopg.Error as exc:
-                logger.warning("not listening to the control database: %s", type(exc).__name__)
-                stop.wait(2.0)
-
-    # -- tickets ---------------------------------------------------------------------
-
-    def redeem_once(self, nonce: str, expires_at: datetime) -> bool:
-        """True the first time a ticket's nonce is redeemed, on any instance."""
-        with self.connection() as conn:
-            conn.execute("DELETE FROM pgkeep.tickets WHERE expires_at < now()")
-            row = conn.execute(
-                "INSERT INTO pgkeep.tickets (nonce, expires_at) VALUES (%s, %s)"
-                " ON CONFLICT DO NOTHING RETURNING 1",
-                (nonce, expires_at),
-            ).fetchone()
-        return row is not None
-
-
-def _setup(conn: psycopg.Connection[Any]) -> None:
-    for _ in range(3):  # two instances creating the tables at once: one retries, sees them
-        try:
-            conn.execute(_SETUP)
-            return
-        except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
-            continue
-
 
 def _lock_pool(conn: psycopg.Connection[Any], pool: str) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"pgkeep-pool:{pool}",))
@@ -378,4 +271,5 @@ def _job(row: dict[str, Any]) -> Job:
         error=row["error"],
         details=str(row["details"] or ""),
         target=str(row["target"]),
+        owner=str(row["owner"]),
     )

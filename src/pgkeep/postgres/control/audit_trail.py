@@ -4,7 +4,7 @@ Every instance appends to `pgkeep.audit` under one transaction-scoped advisory l
 reading the newest row's hash and inserting the next entry in the same transaction,
 so actions on any instance form one chain (`seq` is the primary key: an entry can
 never be numbered twice). Entries are the same keyed JSON objects as the file's
-lines (`storage.audit.chained`), so `storage.audit.verify` checks both.
+lines (`storage.audit.chained`), so `storage.audit_verify.verify` checks both.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 
 import psycopg
 
+from pgkeep.core.audit import GENESIS, Anchor, chained, event_fields, parsed
 from pgkeep.core.events import Event
 from pgkeep.core.signing import Signer
 from pgkeep.errors import StorageError
-from pgkeep.storage.audit import GENESIS, Anchor, chained, event_fields, parsed
 
 _SETUP = """
 CREATE SCHEMA IF NOT EXISTS pgkeep;
@@ -53,6 +53,10 @@ class PgAuditTrail:
         self.append(**event_fields(event))
 
     def append(self, **fields: Any) -> None:
+        self.append_all([fields])
+
+    def append_all(self, entries: list[dict[str, Any]]) -> None:
+        """Append entries in order, in one transaction (all or none)."""
         with self._connect() as conn:
             self._setup(conn)
             try:
@@ -62,11 +66,13 @@ class PgAuditTrail:
                         "SELECT seq, entry FROM pgkeep.audit ORDER BY seq DESC LIMIT 1"
                     ).fetchone()
                     seq, prev = (0, GENESIS) if row is None else _head(row)
-                    entry = chained(self.signer, seq, prev, fields)
-                    conn.execute(
-                        "INSERT INTO pgkeep.audit (seq, entry) VALUES (%s, %s)",
-                        (entry["seq"], json.dumps(entry, sort_keys=True, ensure_ascii=True)),
-                    )
+                    for fields in entries:
+                        entry = chained(self.signer, seq, prev, fields)
+                        conn.execute(
+                            "INSERT INTO pgkeep.audit (seq, entry) VALUES (%s, %s)",
+                            (entry["seq"], json.dumps(entry, sort_keys=True, ensure_ascii=True)),
+                        )
+                        seq, prev = int(entry["seq"]), str(entry["hash"])
             except (ValueError, KeyError, TypeError) as exc:
                 raise StorageError(
                     f"cannot append to {self.where}: its newest entry is unreadable"

@@ -22,7 +22,7 @@ import psycopg
 
 from pgkeep.errors import DatabaseUnavailable, StorageError
 from pgkeep.postgres import server
-from pgkeep.postgres.target import Target
+from pgkeep.postgres.connection import Connection
 
 _SETUP = """
 CREATE SCHEMA IF NOT EXISTS pgkeep;
@@ -54,7 +54,7 @@ def setup(conn: psycopg.Connection[tuple[object, ...]]) -> None:
 
 
 class PgLedger:
-    def __init__(self, ledger: Target, target: str) -> None:
+    def __init__(self, ledger: Connection, target: str) -> None:
         self._ledger = ledger
         self._target = target
         self._ready = False
@@ -108,7 +108,7 @@ class PgAuditAnchor:
     of SCRAM on each side); a broken one is replaced on the next call.
     """
 
-    def __init__(self, control: Target, log: str) -> None:
+    def __init__(self, control: Connection, log: str) -> None:
         self._control = control
         self._log = log
         self._ready = False
@@ -140,9 +140,7 @@ class PgAuditAnchor:
         with self._lock:
             try:
                 if self._conn is None or self._conn.closed:
-                    self._conn = psycopg.connect(
-                        self._control.conninfo, password=self._control.password, autocommit=True
-                    )
+                    self._conn = server.open_connection(self._control, autocommit=True)
                     # Closed when the anchor goes, whoever forgets to close it.
                     weakref.finalize(self, self._conn.close)
                 if not self._ready:

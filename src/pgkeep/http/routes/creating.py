@@ -1,0 +1,114 @@
+"""POST /api/backup/create: the spec's create, with `?async=true` (202 and the job),
+`?wait=SECONDS` (200 with the backup if it is done by then, else 202 and the job) and
+`Idempotency-Key` (a retry gets the same job, never a second dump: core.idempotency)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+
+from pgkeep.core import labels
+from pgkeep.core.credentials import Credential
+from pgkeep.core.idempotency import Idempotent, check_key, fingerprint
+from pgkeep.core.jobs import Job, JobStatus
+from pgkeep.core.models import Backup
+from pgkeep.core.service import BackupService
+from pgkeep.http.auth import Creator
+from pgkeep.http.errors import documented
+from pgkeep.http.routes.backups import (
+    ACCEPTED,
+    AsyncFlag,
+    Service,
+    accepted,
+    outcome,
+    wants_async,
+)
+from pgkeep.http.schemas import CreateRequest, CreateResponse
+
+router = APIRouter(
+    prefix="/api/backup",
+    tags=["backups"],
+    responses=documented(
+        (400, "Invalid input"),
+        (401, "No authorization token, or an invalid one"),
+        (403, "Access denied (not OWNER role, or an API key without backups:create or the target)"),
+        (500, "Server error"),
+    ),
+)
+MAX_WAIT_SECONDS = 600
+WaitSeconds = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        description="Wait up to this long: 200 with the backup, else 202 and the job",
+    ),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Repeats within 24 h with the same request get the same job",
+    ),
+]
+
+
+@router.post(
+    "/create",
+    response_model=CreateResponse,
+    responses={
+        **documented(
+            (409, "A backup is already running"),
+            (422, "The Idempotency-Key was used with another request"),
+        ),
+        **ACCEPTED,
+    },
+)
+def create_backup(
+    request: Request,
+    service: Service,
+    actor: Creator,
+    body: CreateRequest | None = None,
+    run_async: AsyncFlag = False,
+    wait: WaitSeconds = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
+    given = body or CreateRequest()
+    options = given.options(service.creating.defaults)
+    chosen = labels.checked(given.labels or {})
+
+    def start() -> Job:
+        return service.start_create(options, actor, chosen)
+
+    if idempotency_key is None:
+        job = start()
+    else:
+        job = _once(request, check_key(idempotency_key), body, start)
+    if wait is not None:  # ?wait= takes precedence over ?async=true
+        job = service.jobs.wait(job.id, timeout=wait)
+        if not job.status.finished:
+            return accepted(job)
+    elif wants_async(request, run_async):
+        return accepted(job)
+    return CreateResponse.of(_created(service, job))
+
+
+def _once(request: Request, key: str, body: CreateRequest | None, start: Any) -> Job:
+    credential: Credential = request.state.credential
+    caller = f"key:{credential.key_id}" if credential.kind == "key" else f"sub:{credential.sub}"
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    given = body.model_dump(mode="json", exclude_unset=True) if body else {}
+    idempotent: Idempotent = request.app.state.idempotent
+    return idempotent.start(caller, key, fingerprint(caller, "POST", path, given), start)
+
+
+def _created(service: BackupService, job: Job) -> Backup:
+    """The job's backup, once it is done: a job of another instance (or an earlier request)
+    names its file, which the catalog reads."""
+    job = service.jobs.wait(job.id)
+    if job.status is JobStatus.SUCCEEDED and not isinstance(job.result, Backup) and job.filename:
+        return service.catalog.get(job.filename)
+    backup: Backup = outcome(service, job)
+    return backup

@@ -121,3 +121,46 @@ async def test_drift_alarms_can_be_turned_off(
         items = await _items(api, auth)
     assert items[after]["drift"] is None
     assert not (backup_dir / f"{before}.pin").exists()
+
+
+async def test_a_flapping_database_pins_no_more_than_the_cap(
+    make_settings: Callable[..., Settings],
+    database: str,
+    backup_dir: Path,
+    receiver: Receiver,  # noqa: F811
+    auth: dict[str, str],
+) -> None:
+    """A database owner who deletes and puts back rows before every backup would have every
+    backup pinned, and retention would never free the store: past the cap drift is still
+    told, names why nothing was pinned, and retention runs. An operator's pins don't count."""
+    from pgkeep.core.drift import MAX_AUTOMATIC_PINS
+
+    _seed(database)
+    backup_dir.mkdir(mode=0o700, exist_ok=True)
+    for day in range(1, MAX_AUTOMATIC_PINS + 1):
+        name = f"backup-2020-01-{day:02d}T00-00-00.sql.pin"
+        (backup_dir / name).write_text(
+            f"pgkeep: drift before backup-2020-02-{day:02d}T00-00-00.sql"
+        )
+    (backup_dir / "backup-2020-03-01T00-00-00.sql.pin").write_text("alice: release day")
+    app = _app(
+        make_settings,
+        notify_urls=receiver.url,
+        retention_days=0,
+        retention_keep_last=1,
+        retention_min_keep=1,
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as api:
+        before = await _create(api, auth)
+        with connect(database) as conn:
+            conn.execute("TRUNCATE public.orders")
+        after = await _create(api, auth)
+        items = await _items(api, auth)
+    assert items[after]["drift"]["previous"] == before
+    assert not (backup_dir / f"{before}.pin").exists()
+    assert before not in items  # retention ran: nothing pinned it
+    messages = [json.loads(body) for _, body in receiver.wait_for(1)]
+    [alert] = [m for m in messages if m["event"] == "backup.drift"]
+    assert f"{MAX_AUTOMATIC_PINS} automatic drift pins are held already" in alert["text"]

@@ -105,3 +105,20 @@ def test_twenty_concurrent_creates_with_one_key_on_two_instances_make_one_backup
     assert len({a.json()["filename"] for a in answers}) == 1
     assert [p.name for p in pair.backup_dir.glob("*.sql")] == [answers[0].json()["filename"]]
     assert jobs["count"] == 1
+
+
+def test_a_forged_x_forwarded_for_is_not_another_address(pair: Pair) -> None:
+    """Without FORWARDED_ALLOW_IPS nobody's X-Forwarded-For is believed, not even from
+    127.0.0.1: a guesser cannot name a new address per try to dodge the per-address limit."""
+    with httpx.Client(base_url=pair.bases[0], timeout=60) as api:
+        answers = [
+            api.get(
+                "/api/keys/self",
+                headers={
+                    "Authorization": f"Bearer pgk_{i:016x}_{'A' * 43}",
+                    "X-Forwarded-For": f"10.9.9.{i}",
+                },
+            ).status_code
+            for i in range(11)
+        ]
+    assert answers == [401] * 10 + [429]

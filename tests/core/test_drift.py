@@ -109,9 +109,15 @@ def test_thresholds_and_the_off_switch_are_the_policys() -> None:
     assert compare(before, {}, 0, True, off) is None
 
 
-def test_nothing_to_compare_without_row_counts_on_either_side() -> None:
+def test_no_baseline_counts_nothing_compared_and_no_new_counts_still_compares_size() -> None:
     assert compare(_manifest("a.sql", None), {"public.t": 0}, 1, True, POLICY) is None
-    assert compare(_manifest("a.sql", {"public.t": 5000}), None, 1, True, POLICY) is None
+    big = 10 * MIN_SIZE_BYTES
+    before = _manifest("a.sql", {"public.t": 5000}, size=big)
+    assert compare(before, None, big, True, POLICY) is None
+    # The new dump grew past the row-count limit (no counts): a shrunk dump is still told.
+    assert compare(before, None, MIN_SIZE_BYTES, True, POLICY) == Drift(
+        "a.sql", (), big, MIN_SIZE_BYTES
+    )
 
 
 def test_the_baseline_is_the_newest_earlier_signed_backup_with_row_counts() -> None:

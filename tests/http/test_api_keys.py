@@ -87,6 +87,7 @@ async def test_a_key_is_minted_once_listed_without_its_secret_and_describes_itse
     )
     assert set(minted) == {
         "success", "id", "name", "key", "scopes", "targets", "expiresAt", "createdAt", "owner",
+        "parent",
     }  # fmt: skip
     key = minted["key"]
     assert key.startswith(f"pgk_{minted['id']}_")
@@ -218,12 +219,21 @@ async def test_a_key_for_some_targets_sees_and_reaches_only_them(deployment: Dep
             "/api/keys", json={"name": "w", "scopes": ["backups:read"], "targets": ["crm"]},
             headers=bearer(key),
         )  # fmt: skip
+        twice = await api.get("/api/backup/list?target=crm&target=shop", headers=bearer(key))
+        reader = (await deployment.mint(name="reader", scopes=["backups:read"]))["key"]
+        unscoped = await api.post("/api/backup/create?target=nosuch", headers=bearer(reader))
     assert (crm.status_code, ghost.status_code) == (403, 403)
     assert crm.json() == ghost.json()  # the same answer: whether crm exists is not told
     assert unnamed.status_code == 400
     assert "crm" not in unnamed.text
     assert {b["target"] for b in every["backups"]} == {"shop"}
     assert [t["name"] for t in targets["targets"]] == ["shop"]
+    assert targets["defaultTarget"] is None  # without ?target= it reaches nothing: named none
+    assert twice.status_code == 400
+    assert "more than once" in twice.json()["error"]
+    # The scope is checked before the target is looked up: no list of targets in a 400.
+    assert unscoped.status_code == 403
+    assert "backups:create" in unscoped.json()["details"]
     assert {j["target"] for j in jobs["jobs"]} == {"shop"}
     assert audit["entries"]
     assert {e["target"] for e in audit["entries"]} == {"shop"}
@@ -259,6 +269,45 @@ async def test_a_key_mints_only_narrower_keys_expiring_no_later(deployment: Depl
     assert ok.json()["targets"] == ["shop"]
     assert (longer.status_code, never.status_code, more.status_code) == (403, 403, 403)
     assert default.status_code == 403
+
+
+async def test_a_key_minted_by_a_key_goes_when_its_minter_is_revoked(
+    deployment: Deployment,
+) -> None:
+    """Revoking a leaked key revokes what it minted (down the chain), on the next request."""
+    parent = await deployment.mint(name="parent", scopes=["keys:manage", "backups:read"])
+    async with deployment.client() as api:
+        body = {"name": "child", "scopes": ["keys:manage", "backups:read"], "expiresIn": "1h"}
+        child = (await api.post("/api/keys", json=body, headers=bearer(parent["key"]))).json()
+        body = {**body, "name": "grandchild"}
+        grand = (await api.post("/api/keys", json=body, headers=bearer(child["key"]))).json()
+        listed = (await api.get("/api/keys", headers=deployment.owner)).json()["keys"]
+        before = await api.get("/api/keys/self", headers=bearer(grand["key"]))
+        await api.delete(f"/api/keys/{parent['id']}", headers=deployment.owner)
+        after = [
+            await api.get("/api/backup/list?target=shop", headers=bearer(k["key"]))
+            for k in (child, grand)
+        ]
+    assert {k["name"]: k["parent"] for k in listed}["grandchild"] == child["id"]
+    assert before.status_code == 200
+    assert [a.status_code for a in after] == [401, 401]
+    assert all("minted it was revoked" in a.json()["details"] for a in after)
+
+
+async def test_a_client_behind_a_shared_address_is_not_locked_out_by_guessers(
+    deployment: Deployment,
+) -> None:
+    """Behind a proxy every client has one address: guessers there exhaust the address's
+    failures, yet a correct key that never failed still gets in; unknown ids do not."""
+    good = (await deployment.mint(name="good", scopes=["backups:read"]))["key"]
+    async with deployment.client("127.0.0.1") as api:
+        for i in range(apikeys.MAX_FAILURES_PER_ADDRESS):
+            guess = f"pgk_{i:016x}_" + "A" * 43
+            assert (await api.get("/api/keys/self", headers=bearer(guess))).status_code == 401
+        again = await api.get("/api/keys/self", headers=bearer("pgk_" + "9" * 16 + "_" + "B" * 43))
+        fine = await api.get("/api/keys/self", headers=bearer(good))
+    assert again.status_code == 429
+    assert fine.status_code == 200
 
 
 async def test_bad_lifetimes_are_refused_and_never_is_explicit(deployment: Deployment) -> None:
@@ -303,7 +352,7 @@ async def test_a_row_written_without_the_signing_key_is_not_a_key(
     with sqlite3.connect(state) as db:
         row = db.execute("SELECT * FROM api_keys WHERE id = ?", (real["id"],)).fetchone()
         db.execute(
-            "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ("f" * 16, "forged", apikeys.digest(forged), '["keys:manage"]', "null", *row[5:]),
         )
         # Widening a real key's targets breaks its HMAC too.
@@ -358,6 +407,9 @@ async def test_the_secret_is_written_nowhere(
         refused = await api.delete(f"/api/backup/{NAME}?target=shop", headers=bearer(key))
         await api.get("/api/keys/self", headers=bearer(key[:-1] + "x"))
         await api.get(f"/api/backup/list?target=shop&apikey={key}")  # pasted into a URL
+        await api.get(f"/api/backup/list?target=shop&{key}=1", headers=bearer(key))  # as a name
+        await api.get(f"/api/backup/download/{key}?target=shop", headers=deployment.owner)
+        await api.delete(f"/api/backup/{key}.sql?target=shop", headers=deployment.owner)
     assert created.status_code == 200
     assert refused.status_code == 403
     secret = key.rsplit("_", 1)[1]

@@ -96,3 +96,16 @@ async def test_the_key_of_a_failed_job_starts_a_new_one(
     assert finished.status_code == 422  # request: another query is another request
     same = await api.post(f"{CREATE}?async=true", headers=once)
     assert same.json()["job"]["id"] == again.json()["job"]["id"]
+
+
+async def test_a_repeat_after_the_backup_was_deleted_does_not_answer_it(
+    api: httpx.AsyncClient, auth: dict[str, str], backup_dir: Path
+) -> None:
+    once = {**auth, "Idempotency-Key": "deploy-42"}
+    first = (await api.post(CREATE, headers=once)).json()
+    deleted = await api.delete(f"/api/backup/{first['filename']}", headers=auth)
+    again = await api.post(CREATE, headers=once)
+    assert deleted.status_code == 200
+    assert again.status_code == 404
+    assert "deleted since" in again.json()["error"]
+    assert _dumps(backup_dir) == []

@@ -38,6 +38,7 @@ MAX_LIFETIME = timedelta(days=366)
 WINDOW = timedelta(minutes=1)
 MAX_FAILURES_PER_ADDRESS = 10
 MAX_FAILURES_PER_KEY = 10
+MAX_CHAIN = 32  # keys minted by keys: how deep a chain is followed
 TOUCH_EVERY = timedelta(minutes=1)  # lastUsedAt is written at most this often per key
 _ID = re.compile(r"[0-9a-f]{16}")
 _TTL = re.compile(r"([0-9]{1,9})([smhd])")
@@ -132,6 +133,7 @@ class ApiKeys:
         key = f"{PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
         owner = creator.sub
         record = ApiKey(key_id, name, digest(key), wanted, limited, owner, now, expires)
+        record = replace(record, parent=creator.key_id or None)
         signature = self._signer.sign(record.signed_fields())
         record = replace(record, mac=f"{signature['keyId']}:{signature['hmac']}")
         self._store.add(record)
@@ -144,20 +146,45 @@ class ApiKeys:
         key_id = parts[0] if parts else "-"
         now = self._clock()
         by_address, by_key, mine = self._attempts.counts(address, key_id, now - WINDOW)
-        if by_address >= MAX_FAILURES_PER_ADDRESS or (mine and by_key >= MAX_FAILURES_PER_KEY):
-            raise Busy("too many failed API key attempts", "try again later", int(WINDOW.seconds))
+        busy = Busy("too many failed API key attempts", "try again later", int(WINDOW.seconds))
+        if mine and by_key >= MAX_FAILURES_PER_KEY:
+            raise busy
         record = self._store.get(key_id) if parts else None
+        # An address past its failures (guessers, maybe behind the same proxy as everyone)
+        # gets no more tries, except with the id of a key that never failed: a correct
+        # key is never refused for another client's failures.
+        if by_address >= MAX_FAILURES_PER_ADDRESS and (record is None or by_key > 0):
+            raise busy
         good = hmac.compare_digest(digest(key), record.digest if record else _DUMMY)
         if record is None or not good or not self._genuine(record):
             self._attempts.fail(address, key_id, now)
             raise AuthError("invalid API key", "unknown key")
-        if record.revoked_at is not None:
-            raise AuthError("invalid API key", "the key was revoked")
-        if record.expires_at is not None and now >= record.expires_at:
-            raise AuthError("invalid API key", "the key expired")
+        self._check_standing(record, now)
         if record.last_used_at is None or now - record.last_used_at >= TOUCH_EVERY:
             self._store.touch(key_id, now)
         return credential_of(record)
+
+    def _check_standing(self, record: ApiKey, now: datetime) -> None:
+        """AuthError if the key, or a key that minted it (up its chain), was revoked or
+        expired, or that key's record is gone or not genuine: a key cannot outlive the
+        key it was minted with."""
+        seen: set[str] = set()
+        current: ApiKey | None = record
+        while current is not None:
+            if current.revoked_at is not None:
+                whose = "the key" if current is record else "the key that minted it"
+                raise AuthError("invalid API key", f"{whose} was revoked")
+            if current.expires_at is not None and now >= current.expires_at:
+                raise AuthError("invalid API key", "the key expired")
+            if current.parent is None:
+                return
+            if current.parent in seen or len(seen) >= MAX_CHAIN:
+                break
+            seen.add(current.parent)
+            current = self._store.get(current.parent)
+            if current is not None and not self._genuine(current):
+                current = None
+        raise AuthError("invalid API key", "the key that minted it is gone")
 
     def list(self) -> list[ApiKey]:
         return [k for k in self._store.list() if self._genuine(k)]

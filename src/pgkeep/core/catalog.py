@@ -141,6 +141,17 @@ class Catalog:
         suffix = PIN_SUFFIX
         return {o.name[: -len(suffix)] for o in self.storage.list() if o.name.endswith(suffix)}
 
+    def pin_said(self, name: str) -> str:
+        """Who pinned a backup, and why ("" when it cannot be read)."""
+        try:
+            handle = self.storage.open_read(name + PIN_SUFFIX)
+        except PgkeepError:
+            return ""
+        try:
+            return handle.read(0, min(handle.info.size_bytes, 4096)).decode(errors="replace")
+        finally:
+            handle.close()
+
     def pin(self, name: str, actor: Actor, reason: str = "") -> Backup:
         """Keep a backup whatever the retention policy says (the pin says who, and why)."""
         with self._events.action("pin", self.target, actor, name):

@@ -80,10 +80,22 @@ class Creating:
             record.filename, record.size_bytes = backup.name, backup.size_bytes
             drifted = backup.manifest.drift if backup.manifest else None
             record.drift = "; ".join(drifted.reasons()) if drifted else ""
-        if drifted is not None and not self._pin_before(backup.name, drifted.previous):
+            held = self._automatic_pins() if drifted else 0
+            if held >= drift.MAX_AUTOMATIC_PINS:  # a flapping database cannot fill the store
+                record.drift += (
+                    f"; {drifted.previous if drifted else ''} not pinned: {held} automatic "
+                    "drift pins are held already (release the ones no longer needed)"
+                )
+        pin = drifted is not None and held < drift.MAX_AUTOMATIC_PINS
+        if pin and drifted and not self._pin_before(backup.name, drifted.previous):
             return backup  # never run retention while the backup from before may go
         self.catalog.apply_retention(keep=backup.name)
         return backup
+
+    def _automatic_pins(self) -> int:
+        """How many of the target's pins drift made (an operator's are not counted)."""
+        said = (self.catalog.pin_said(n) for n in self.catalog.pinned())
+        return sum(1 for s in said if s.startswith(f"{SYSTEM.who}: {drift.pin_reason('')}"))
 
     def _pin_before(self, new: str, previous: str) -> bool:
         """Pin the backup from before a drift (before retention runs); False if it failed."""

@@ -39,9 +39,12 @@ class ApiKey:
     mac: str = ""
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+    parent: str | None = None  # the key that minted it: revoking that one revokes this one
 
     def signed_fields(self) -> dict[str, object]:
+        parent = {} if self.parent is None else {"parent": self.parent}
         return {
+            **parent,
             "id": self.id,
             "name": self.name,
             "digest": self.digest,
@@ -120,11 +123,13 @@ def record_of(row: Mapping[str, Any]) -> ApiKey:
         mac=str(row["mac"]),
         revoked_at=_when(row["revoked_at"]) if row["revoked_at"] else None,
         last_used_at=_when(row["last_used_at"]) if row["last_used_at"] else None,
+        parent=str(row["parent"]) if row["parent"] else None,
     )
 
 
 def row_of(key: ApiKey) -> tuple[object, ...]:
-    """A new key's row: id, name, digest, scopes, targets, owner, created_at, expires_at, mac."""
+    """A new key's row: id, name, digest, scopes, targets, owner, created_at, expires_at, mac,
+    parent."""
     targets = None if key.targets is None else list(key.targets)
     return (
         key.id,
@@ -136,6 +141,7 @@ def row_of(key: ApiKey) -> tuple[object, ...]:
         key.created_at,
         key.expires_at,
         key.mac,
+        key.parent,
     )
 
 

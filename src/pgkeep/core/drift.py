@@ -16,6 +16,10 @@ from pgkeep.core.models import Backup, Drift, Manifest, TableDrift
 # A dump smaller than this is never compared by size: a few kilobytes of header and
 # settings make small dumps swing by half with no data lost.
 MIN_SIZE_BYTES = 1024 * 1024
+# Automatic pins a target holds at most: past this, a database that drifts back and forth
+# (rows deleted, put back, deleted) is still alerted on, but pins nothing more, so it
+# cannot keep every backup from retention and fill the store.
+MAX_AUTOMATIC_PINS = 10
 
 
 @dataclass(frozen=True)
@@ -49,12 +53,13 @@ def compare(
 ) -> Drift | None:
     """What drifted between `previous` and a new dump with `counts` rows per table and
     `size_bytes` stored bytes (`comparable_size`: same format, compression and encryption);
-    None when nothing did, or when there is nothing to compare."""
-    if not policy.enabled or previous.row_counts is None or counts is None:
+    None when nothing did. A new dump without row counts (too big to count, or counting
+    failed) is still compared by size: an unknown count never hides a shrunk dump."""
+    if not policy.enabled or previous.row_counts is None:
         return None
     tables: list[TableDrift] = []
-    for table, before in sorted(previous.row_counts.items()):
-        after = counts.get(table)
+    for table, before in sorted(previous.row_counts.items() if counts is not None else ()):
+        after = counts.get(table) if counts is not None else None
         if after is None:
             if before > 0:  # a dropped empty table lost nothing
                 tables.append(TableDrift(table, before, None))

@@ -14,6 +14,7 @@ Listeners (metrics, alerts, copies) never fail the work; one that raises is logg
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,6 +46,16 @@ class Actor:
     owner: str = ""
 
 
+# Anything shaped as an API key's secret (`pgk_<id>_<secret>`), wherever a caller put it (a
+# backup name in a path, a query): no log line or audit entry ever carries it.
+_KEY_SHAPED = re.compile(r"pgk_[A-Za-z0-9_-]*")
+
+
+def scrub_keys(text: str) -> str:
+    """`text` with every API-key-shaped word replaced."""
+    return _KEY_SHAPED.sub("pgk_[REDACTED]", text) if "pgk_" in text else text
+
+
 SYSTEM = Actor("pgkeep", "system")
 SCHEDULER = Actor("scheduler", "scheduler")
 RETENTION = Actor("retention", "retention")
@@ -62,6 +73,12 @@ class Event:
     error: str = ""
     store: str = ""  # for copies: the store copied to
     drift: str = ""  # a create that drifted: why (core/drift.py)
+
+    def __post_init__(self) -> None:
+        if self.filename and "pgk_" in self.filename:
+            object.__setattr__(self, "filename", scrub_keys(self.filename))
+        if "pgk_" in self.error:
+            object.__setattr__(self, "error", scrub_keys(self.error))
 
 
 Listener = Callable[[Event], None]

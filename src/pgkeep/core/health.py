@@ -59,7 +59,7 @@ class MissedSlots(Protocol):
 @dataclass(frozen=True)
 class Failure:
     at: datetime
-    kind: str  # create, verify, restore, or missed
+    kind: str  # create, verify, restore, missed, or store (its backups cannot be read)
     cause: str
     job_id: str | None = None
 
@@ -77,6 +77,7 @@ class Facts:
     stale_after: timedelta | None
     first_seen: datetime | None
     now: datetime
+    store_error: str | None = None  # the primary store cannot be read now: why
 
 
 def last_good(backups: Iterable[Backup]) -> datetime | None:
@@ -100,7 +101,10 @@ def status(facts: Facts) -> Status:
 
 
 def failing(facts: Facts) -> bool:
-    """The last create failed, or a backup slot was missed, with no good backup since."""
+    """The last create failed, or a backup slot was missed, with no good backup since; or
+    the primary store cannot be read (no backup can be made or listed there)."""
+    if facts.store_error is not None:
+        return True
     good = last_good(facts.backups)
     creates = [j for j in facts.jobs if j.kind is JobKind.CREATE and j.status.finished]
     last = max(creates, key=_ended, default=None)
@@ -130,6 +134,8 @@ def last_failure(facts: Facts) -> Failure | None:
         Failure(m.slot, "missed", f"{cause(m.cause, m.cause)} (scheduled {m.kind} not run)")
         for m in facts.missed
     ]
+    if facts.store_error is not None:
+        failures.append(Failure(facts.now, "store", facts.store_error))
     return max(failures, key=lambda f: f.at, default=None)
 
 

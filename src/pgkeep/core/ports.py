@@ -66,9 +66,8 @@ class Storage(Protocol):
     def list(self) -> builtins.list[StoredObject]: ...
 
     def open_read(self, name: str, listed: StoredObject | None = None) -> ReadHandle:
-        """Open `name` for reading. `listed` is the object as a listing just showed it: a
-        store where asking costs a request may trust it (a read then fails if the object
-        changed since)."""
+        """Open `name` for reading. `listed`: the object as a listing just showed it (a store
+        may trust it; a read then fails if the object changed since)."""
         ...
 
     def open_write(self, name: str) -> Writer:
@@ -89,8 +88,7 @@ class Storage(Protocol):
     ) -> builtins.list[str]:
         """Remove leftovers of interrupted writes; returns their names. Never those of the
         backups in `keep` (being written, maybe by another instance), nor any started less
-        than `older_than` seconds ago unless its backup is in `dead` (its writer is known
-        to have stopped: a killed create's job, failed)."""
+        than `older_than` seconds ago unless its backup is in `dead` (its writer stopped)."""
         ...
 
     def free_bytes(self) -> int | None:
@@ -102,8 +100,7 @@ class Storage(Protocol):
         ...
 
     def version(self) -> object | None:
-        """A token that changes whenever objects are added, removed or replaced; None when
-        the storage cannot promise that right now (then nothing may be cached)."""
+        """A token that changes with every add, remove or replace; None: nothing may be cached."""
         ...
 
     def changed_elsewhere(self) -> None:

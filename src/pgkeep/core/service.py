@@ -199,9 +199,12 @@ class BackupService:
         if cached is not None and time.monotonic() - cached[0] < self.ready_ttl:
             return cached[1]
         checks = [self._database_check(), self._storage_check()]
-        free = (
-            self.catalog.storage.free_bytes() if self.catalog.storage.features.free_space else None
-        )
+        try:
+            storage = self.catalog.storage
+            free = storage.free_bytes() if storage.features.free_space else None
+        except PgkeepError as exc:
+            checks.append(Check("free_space", False, exc.message))
+            free = None
         if free is not None:
             floor = self.creating.min_free_bytes
             checks.append(Check("free_space", free >= floor, f"{free} bytes free, floor {floor}"))

@@ -15,6 +15,8 @@ from pgkeep.runtime import Runtime
 def service_for(request: Request, credential: Credential, target: str | None) -> BackupService:
     """The target's service, for a caller already authenticated."""
     runtime: Runtime = request.app.state.runtime
+    if len(request.query_params.getlist("target")) > 1:
+        raise InvalidInput("?target= given more than once", "name one target")
     if credential.targets is None:
         return runtime.service(target)
     if target is not None:

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pgkeep.core.events import scrub_keys
 from pgkeep.http import zerocopy
 from pgkeep.logs import request_id
 
@@ -87,7 +88,8 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             query = redact_query(scope.get("query_string", b"").decode("latin-1"))
-            target = scope["path"] + (f"?{query}" if query else "")
+            # A key pasted into a path, or as a query's name, is no more logged than a value.
+            target = scrub_keys(scope["path"] + (f"?{query}" if query else ""))
             client = scope.get("client") or ("-", 0)
             logger.info(
                 '%s "%s %s" %d %dB %dms rid=%s',

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgkeep import formats
 from pgkeep.core.audit import Trail
-from pgkeep.core.events import Event
+from pgkeep.core.events import Event, scrub_keys
 from pgkeep.errors import PgkeepError
 from pgkeep.logs import request_id
 
@@ -90,7 +90,8 @@ class AuditRefusals:
                 source=client[0],
                 action=action,
                 target=_target(query),
-                backup=str(params.get("filename") or params.get("job_id") or "")[:200] or None,
+                backup=scrub_keys(str(params.get("filename") or params.get("job_id") or ""))[:200]
+                or None,
                 result="refused" if status < 500 else "failed",
                 status=status,
                 request_id=request_id.get(),
@@ -106,5 +107,6 @@ def _key_fields(actor: object) -> dict[str, str]:
 
 
 def _target(query: str) -> str:
+    """The request's `?target=`; every one given, when it was repeated (refused, 400)."""
     values = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "target"]
-    return values[0][:200] if values else ""
+    return scrub_keys(",".join(values))[:200]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Request
@@ -21,9 +22,11 @@ from prometheus_client.registry import Collector
 from pgkeep.config import Settings
 from pgkeep.core.events import Event
 from pgkeep.core.service import BackupService
-from pgkeep.errors import AuthError, Forbidden
+from pgkeep.errors import AuthError, Forbidden, PgkeepError
 from pgkeep.runtime import Runtime
 from pgkeep.storage.meter import READS
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -39,7 +42,12 @@ class _Scrape(Collector):
             for name, text in _GAUGES.items()
         }
         for target, service in self._runtime.services.items():
-            for name, value in _values(service).items():
+            try:  # one target's unreadable store never hides the others' metrics
+                values = {**_values(service), "store_readable": 1.0}
+            except PgkeepError as exc:
+                logger.warning("metrics of %s: %s", target, exc.message)
+                values = {"store_readable": 0.0}
+            for name, value in values.items():
                 gauges[name].add_metric([target], value)
         yield from (g for g in gauges.values() if g.samples)
         running = sum(not j.status.finished for j in self._runtime.jobs.list())
@@ -68,6 +76,7 @@ _GAUGES = {
     "backup_duration_seconds": "Duration of the newest backup",
     "backup_size_bytes": "Size of the newest backup",
     "last_verified_timestamp_seconds": "When a backup last passed verify",
+    "store_readable": "1 when the target's primary store could be listed, else 0",
 }
 
 

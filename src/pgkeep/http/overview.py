@@ -121,6 +121,7 @@ def _row(
         stale_after=stale_after,
         first_seen=_first_seen(runtime, name, now) if stale_after and not backups else None,
         now=now,
+        store_error=reads[0].error if reads else None,
     )
     schedule = spec.settings.schedule
     return {

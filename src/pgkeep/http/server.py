@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import resource
 import socket
 import threading
@@ -241,6 +242,10 @@ def run(
         log_config=None,
         access_log=False,
         server_header=False,
+        # X-Forwarded-For is believed only from the proxies FORWARDED_ALLOW_IPS names: by
+        # default from nobody (uvicorn would trust 127.0.0.1, so any local process could
+        # name a new client address per try and dodge the per-address key limit).
+        proxy_headers="FORWARDED_ALLOW_IPS" in os.environ,
         timeout_keep_alive=5,
         lifespan="on",
         backlog=accept_batch(limit),

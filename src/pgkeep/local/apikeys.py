@@ -12,7 +12,7 @@ SETUP = """
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, digest TEXT NOT NULL, scopes TEXT NOT NULL,
     targets TEXT NOT NULL, owner TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT,
-    mac TEXT NOT NULL, revoked_at TEXT, last_used_at TEXT
+    mac TEXT NOT NULL, revoked_at TEXT, last_used_at TEXT, parent TEXT
 );
 CREATE TABLE IF NOT EXISTS api_key_failures (address TEXT, key_id TEXT, at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS api_key_failures_at ON api_key_failures (at);
@@ -33,7 +33,7 @@ class LocalKeyStore:
         with self._state.transaction() as conn:
             conn.execute(
                 "INSERT INTO api_keys (id, name, digest, scopes, targets, owner, created_at,"
-                " expires_at, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " expires_at, mac, parent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 tuple(_iso(v) for v in row_of(key)),
             )
 

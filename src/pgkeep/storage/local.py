@@ -76,10 +76,7 @@ class LocalStorage:
             )
 
     def list(self) -> list[StoredObject]:
-        try:
-            entries = list(os.scandir(self.directory))
-        except OSError as exc:
-            raise StorageError(f"cannot list backup directory: {exc.strerror}") from exc
+        entries = self._scan()
         found = []
         for entry in entries:
             if entry.name.endswith(PARTIAL_SUFFIX) or entry.name.startswith("."):
@@ -159,7 +156,7 @@ class LocalStorage:
     ) -> builtins.list[str]:
         removed = []
         horizon = time.time() - older_than
-        for entry in os.scandir(self.directory):
+        for entry in self._scan():
             if not entry.name.endswith(PARTIAL_SUFFIX):
                 continue
             written = entry.name[: -len(PARTIAL_SUFFIX)]  # NAME, or NAME.TAG for a unique put
@@ -180,13 +177,29 @@ class LocalStorage:
         # Adding, removing or renaming an entry changes the directory's mtime; backups are
         # never rewritten in place. Kernel timestamps are coarse (a jiffy), so a change in
         # the same tick as the last one could keep the mtime: trust it only once it is old.
-        mtime = self.directory.stat().st_mtime_ns
+        try:
+            mtime = self.directory.stat().st_mtime_ns
+        except OSError as exc:
+            raise self._gone(exc) from exc
         if time.time_ns() - mtime < TRUST_MTIME_AFTER_NS:
             return None
         return mtime
 
     def free_bytes(self) -> int | None:
-        return shutil.disk_usage(self.directory).free
+        try:
+            return shutil.disk_usage(self.directory).free
+        except OSError as exc:
+            raise self._gone(exc) from exc
+
+    def _scan(self) -> builtins.list[os.DirEntry[str]]:
+        try:
+            return builtins.list(os.scandir(self.directory))
+        except OSError as exc:
+            raise self._gone(exc) from exc
+
+    def _gone(self, exc: OSError) -> StorageError:
+        """The directory itself cannot be read (removed, unmounted, a dangling link)."""
+        return StorageError(f"cannot read backup directory {self.where!r}: {exc.strerror}")
 
     def check(self) -> str:
         probe = PROBE + secrets.token_hex(8)  # concurrent checks never share a name

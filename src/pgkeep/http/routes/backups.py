@@ -214,8 +214,8 @@ def _download(request: Request, download: Download) -> Response:
 def verify_backup(
     filename: str,
     request: Request,
-    service: Service,
     actor: Verifier,
+    service: Service,
     body: VerifyRequest | None = None,
     run_async: AsyncFlag = False,
 ) -> Any:
@@ -240,8 +240,8 @@ def restore_backup(
     filename: str,
     body: RestoreRequest,
     request: Request,
-    service: Service,
     actor: Restorer,
+    service: Service,
     run_async: AsyncFlag = False,
 ) -> Any:
     job = service.start_restore(
@@ -259,7 +259,7 @@ def restore_backup(
 
 
 @router.post("/download-link/{filename:path}", response_model=DownloadLinkResponse)
-def download_link(filename: str, request: Request, service: Service, actor: Downloader) -> Any:
+def download_link(filename: str, request: Request, actor: Downloader, service: Service) -> Any:
     backup = service.catalog.grant_download(filename, actor)
     ticket, expires = request.app.state.tickets.issue(service.target, backup.name, actor.who)
     target = urlencode({"target": service.target})
@@ -277,6 +277,6 @@ def download_link(filename: str, request: Request, service: Service, actor: Down
         (502, "Removed from some stores, not all (`stores` says which)"),
     ),
 )
-def delete_backup(filename: str, service: Service, actor: Deleter) -> DeleteResponse:
+def delete_backup(filename: str, actor: Deleter, service: Service) -> DeleteResponse:
     stores = service.delete(filename, actor)
     return DeleteResponse(filename=filename, stores=stores)

@@ -14,6 +14,7 @@ from pgkeep.core.idempotency import Idempotent, check_key, fingerprint
 from pgkeep.core.jobs import Job, JobStatus
 from pgkeep.core.models import Backup
 from pgkeep.core.service import BackupService
+from pgkeep.errors import NotFound
 from pgkeep.http.auth import Creator
 from pgkeep.http.errors import documented
 from pgkeep.http.routes.backups import (
@@ -60,6 +61,7 @@ IdempotencyKey = Annotated[
     response_model=CreateResponse,
     responses={
         **documented(
+            (404, "The backup an Idempotency-Key made was deleted since"),
             (409, "A backup is already running"),
             (422, "The Idempotency-Key was used with another request"),
         ),
@@ -68,8 +70,8 @@ IdempotencyKey = Annotated[
 )
 def create_backup(
     request: Request,
-    service: Service,
     actor: Creator,
+    service: Service,
     body: CreateRequest | None = None,
     run_async: AsyncFlag = False,
     wait: WaitSeconds = None,
@@ -108,7 +110,15 @@ def _created(service: BackupService, job: Job) -> Backup:
     """The job's backup, once it is done: a job of another instance (or an earlier request)
     names its file, which the catalog reads."""
     job = service.jobs.wait(job.id)
-    if job.status is JobStatus.SUCCEEDED and not isinstance(job.result, Backup) and job.filename:
-        return service.catalog.get(job.filename)
+    if job.status is JobStatus.SUCCEEDED and job.filename:
+        # Read again, never the job's copy: a repeat after a delete must not answer a
+        # backup that is gone as if it were there.
+        try:
+            return service.catalog.get(job.filename)
+        except NotFound:
+            raise NotFound(
+                f"backup {job.filename!r} was deleted since it was made",
+                "a repeat of this Idempotency-Key answers that backup; use a new key",
+            ) from None
     backup: Backup = outcome(service, job)
     return backup

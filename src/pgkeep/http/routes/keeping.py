@@ -30,7 +30,7 @@ router = APIRouter(
 
 
 @router.get("/retention/preview")
-def retention_preview(service: Service, actor: Reader) -> dict[str, Any]:
+def retention_preview(actor: Reader, service: Service) -> dict[str, Any]:
     """What the retention policy would delete now, and why; deletes nothing."""
     decisions = service.catalog.retention_plan()
 
@@ -46,20 +46,20 @@ def retention_preview(service: Service, actor: Reader) -> dict[str, Any]:
 
 
 @router.post("/{filename:path}/pin")
-def pin_backup(filename: str, service: Service, actor: Pinner) -> dict[str, Any]:
+def pin_backup(filename: str, actor: Pinner, service: Service) -> dict[str, Any]:
     backup = service.catalog.pin(filename, actor)
     return {"success": True, "filename": backup.name, "pinned": True}
 
 
 @router.delete("/{filename:path}/pin")
-def unpin_backup(filename: str, service: Service, actor: Pinner) -> dict[str, Any]:
+def unpin_backup(filename: str, actor: Pinner, service: Service) -> dict[str, Any]:
     backup = service.catalog.unpin(filename, actor)
     return {"success": True, "filename": backup.name, "pinned": False}
 
 
 @router.patch("/{filename:path}")
 def label_backup(
-    filename: str, body: LabelRequest, service: Service, actor: Pinner
+    filename: str, body: LabelRequest, actor: Pinner, service: Service
 ) -> dict[str, Any]:
     """Merge labels (RFC 7396: a string sets one, null removes it) into the backup's signed
     manifest and its copies'; answers the backup as listed."""

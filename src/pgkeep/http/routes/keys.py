@@ -59,6 +59,7 @@ def key_json(key: ApiKey) -> dict[str, Any]:
         "scopes": list(key.scopes),
         "targets": None if key.targets is None else list(key.targets),
         "owner": key.owner,
+        "parent": key.parent,
         "createdAt": _when(key.created_at),
         "expiresAt": _when(key.expires_at),
         "revokedAt": _when(key.revoked_at),

@@ -32,7 +32,11 @@ async def list_targets(request: Request, actor: Reader) -> dict[str, Any]:
     rows, totals = await run_in_threadpool(
         overview, runtime, datetime.now(UTC), lambda name: visible(request, name)
     )
-    default = runtime.settings.default_target or (rows[0]["name"] if len(rows) == 1 else None)
+    # What a request without ?target= reaches, and only for a caller that may see it.
+    only = next(iter(runtime.services)) if len(runtime.services) == 1 else None
+    default = runtime.settings.default_target or only
+    if default is not None and not visible(request, default):
+        default = None
     return {
         "success": True,
         "targets": rows,

@@ -20,7 +20,8 @@ class PgKeyStore:
         with self._database.connection() as conn:
             conn.execute(
                 "INSERT INTO pgkeep.api_keys (id, name, digest, scopes, targets, owner,"
-                " created_at, expires_at, mac) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " created_at, expires_at, mac, parent)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 row_of(key),
             )
 

@@ -79,8 +79,10 @@ CREATE TABLE IF NOT EXISTS pgkeep.api_keys (
     expires_at timestamptz,
     mac text NOT NULL,
     revoked_at timestamptz,
-    last_used_at timestamptz
+    last_used_at timestamptz,
+    parent text
 );
+ALTER TABLE pgkeep.api_keys ADD COLUMN IF NOT EXISTS parent text;
 CREATE TABLE IF NOT EXISTS pgkeep.api_key_failures (
     address text NOT NULL,
     key_id text NOT NULL,

@@ -81,6 +81,8 @@ class Instance:
         return True
 
     def save(self, job: Job) -> None:
+        if self.cut_off:
+            raise Unavailable("cannot reach the control database")
         with self.board.lock:
             row = self.board.rows.get(job.id)
             if row is not None and row.owner == self.instance:
@@ -210,10 +212,35 @@ def test_an_instance_cut_off_for_half_the_lease_stops_its_jobs_as_failed(
         "stopped: cut off from the control database for 15 s, so that no other "
         "instance's run of it could overlap"
     )
-    assert [r.getMessage() for r in caplog.records] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "pgkeep.core.leases"] == [
         "cannot renew job leases for 15.0 s: cannot reach the control database",
         "cut off from the control database for 15.0 s (half the lease): stopping 1 job(s)",
     ]
+
+
+def test_a_job_stopped_while_cut_off_records_its_own_ending_once_the_board_answers(
+    world: World,
+) -> None:
+    """Its end could not be saved while cut off, and another instance reaped the lapsed
+    lease as "instance a stopped": at the first beat that reaches the board, the job's own
+    ending is recorded, for every instance to read."""
+    job = _start(world)
+    world.here.cut_off = True
+    world.clock.now += LEASE / 2
+    world.leases.beat()
+    assert _ended(world, job).status is JobStatus.FAILED
+    assert world.board.rows[job.id].job.status is JobStatus.RUNNING  # not saved
+    world.clock.now += LEASE
+    other = Instance(world.board, "b")
+    assert [j.error for j in other.reap()] == ["instance a stopped"]
+    world.here.cut_off = False
+    world.leases.beat()
+    recorded = other.get(job.id)
+    assert recorded is not None
+    assert recorded.status is JobStatus.FAILED
+    assert recorded.error is not None
+    assert recorded.error.startswith("stopped: cut off from the control database")
+    assert world.jobs.records.waiting == 0
 
 
 def test_silence_is_counted_from_when_the_renewal_was_asked_for(world: World) -> None:

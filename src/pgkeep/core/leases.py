@@ -75,6 +75,7 @@ class Leases:
             self._unrenewed(own, exc)
             return
         self._last_renewed = asked
+        self._jobs.records.retry()
         lost = [j.id for j in own if j.id not in held]
         if lost:
             logger.error("jobs %s lost their lease to another instance: stopped", lost)

@@ -1,12 +1,10 @@
 """Running jobs: one path, whoever asks (HTTP, the CLI, the scheduler) and wherever they are
 recorded (a JobBoard: pgkeep's state file, or the control database).
 
-A job is begun on the board (which decides slots, the queue and one job per exclusive
-key across processes), run on a thread of this process, its progress and end saved
-there; another process's job is read from the board, cancelled through it, and
-waited for by polling it. This process keeps its own jobs in memory too (their
-controls and progress, and the finished ones, for a while), so a waiter wakes at once.
-A lease keeps each unfinished job ours (core/leases.py renews them).
+A job is begun on the board (slots, the queue, one job per exclusive key across processes),
+run on a thread here, its progress and end saved there; another process's job is read,
+cancelled and waited for through the board. Own jobs are kept in memory too, so a waiter
+wakes at once. A lease keeps each unfinished job ours (core/leases.py renews them).
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ from pgkeep.core.control import Control
 from pgkeep.core.events import Actor, Events
 from pgkeep.core.health import cause
 from pgkeep.core.jobs import Drained, Job, JobBoard, JobKind, JobStatus, Pool, Work, stopped
+from pgkeep.core.records import Records
 from pgkeep.errors import Cancelled, Conflict, NotFound, PgkeepError, Unavailable
 
 logger = logging.getLogger(__name__)
@@ -53,6 +52,7 @@ class JobRunner:
         self._version = 0
         self._closing: str | None = None  # why no job is taken any more (shutting down)
         self.after_reaped: Callable[[Job], None] | None = None
+        self.records = Records(board)  # saves this process's jobs, again after a failure
 
     def _reap(self) -> None:
         """Fail stopped processes' jobs and clean up after them (a create's same name)."""
@@ -294,7 +294,4 @@ class JobRunner:
             del self._jobs[job.id]
 
     def _save(self, job: Job) -> None:
-        try:
-            self.board.save(job)
-        except PgkeepError as exc:
-            logger.error("could not record job %s on %s: %s", job.id, self.board.name, exc.message)
+        self.records.save(job)

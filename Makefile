@@ -34,8 +34,17 @@ packages:
 	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 	@for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null 2>&1 || echo "$$p not installed: its tests will be skipped"; done
 
-unit: $(STAMP) packages
+# As root, the suite also runs the container image's file system (tests/deploy/test_image.py),
+# built when what goes into it changed (about a minute; Debian's mirror and PyPI). Not root:
+# that test is skipped, saying why (mmdebstrap and chroot need root).
+IMAGE_STAMP := image-rootfs/.pgkeep-built
+IMAGE_INPUTS := pyproject.toml Containerfile $(shell find src deploy/image -type f -not -name '*.pyc' 2>/dev/null)
+unit: $(STAMP) packages $(if $(filter 0,$(shell id -u)),$(IMAGE_STAMP))
 	$(BIN)/pytest
+
+$(IMAGE_STAMP): $(IMAGE_INPUTS)
+	$(MAKE) image-rootfs
+	touch $(IMAGE_STAMP)
 
 test: lint typecheck unit
 
@@ -47,7 +56,7 @@ wheel: $(STAMP)
 	rm -rf build
 	@ls -l dist/*.whl
 
-# Not part of `make test` (root, a minute or two, Debian's mirror and PyPI): the container
+# Part of `make test` as root (see IMAGE_STAMP; a minute or two, Debian's mirror and PyPI): the container
 # image's file system without a container engine, in image-rootfs/. mmdebstrap lays out a
 # minimal Debian (without docs, as the -slim images), then deploy/image/build.sh runs in it
 # as the Containerfile runs it: with a clean environment (proxy variables passed on, as

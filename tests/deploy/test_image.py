@@ -4,8 +4,9 @@ as uid 10001 with the Containerfile's environment, on a read-only root with its 
 a private /tmp and a read-only TOML configuration. No container engine runs on the test
 machines; this is what one would do with the image, minus the engine.
 
-That run is skipped unless image-rootfs/ exists (root, a minute or two: not part of
-`make test`); what the Containerfile sets is checked either way."""
+`make test` run as root builds image-rootfs/ first (a minute or two, only when its inputs
+changed); without it, that run is skipped, saying why. What the Containerfile sets is
+checked either way."""
 
 from __future__ import annotations
 

@@ -62,6 +62,8 @@ class Event:
     error: str = ""
     store: str = ""  # for copies: the store copied to
     drift: str = ""  # a create that drifted: why (core/drift.py)
+    environment: str = ""  # an inconclusive verify: what the verify server lacked
+    rehearsal: str = ""  # a verify's rehearsals that failed (core/rehearsing.py)
 
 
 Listener = Callable[[Event], None]
@@ -138,6 +140,8 @@ class Events:
                 record.size_bytes,
                 record.error,
                 drift=record.drift,
+                environment=record.environment,
+                rehearsal=record.rehearsal,
             )
         )
 
@@ -169,6 +173,8 @@ class ActionRecord:
     size_bytes: int | None = None
     error: str = ""
     drift: str = ""
+    environment: str = ""
+    rehearsal: str = ""
 
 
 def outcome_of(exc: PgkeepError) -> str:

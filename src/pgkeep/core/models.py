@@ -109,11 +109,26 @@ class Check:
 
 
 @dataclass(frozen=True)
+class Rehearsal:
+    """A test restore into a server of another major, without owners or grants (its
+    `server` as host:port; `details`: the rows proven, or the first error)."""
+
+    server: str
+    major: int
+    ok: bool
+    details: str
+
+
+@dataclass(frozen=True)
 class Verification:
-    verified: bool
+    """`verified` None: inconclusive, the verify server lacked what the backup needs
+    (core/environment.py); never a fault of the backup."""
+
+    verified: bool | None
     verified_at: datetime
     checks: tuple[Check, ...]
     source: str = "primary"  # or "copy:NAME" when the primary failed and a copy did not
+    rehearsals: tuple[Rehearsal, ...] = ()
 
 
 class Trust(StrEnum):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from pgkeep.core.environment import Offers
 from pgkeep.core.models import SourceFacts
 
 # Ordinary tables (partitions included, their parents not, so rows count once),
@@ -95,3 +97,19 @@ def source_facts(conn: psycopg.Connection[Any]) -> SourceFacts:
         extensions=tuple((str(r[0]), str(r[1])) for r in found.get("extensions", [])),
         server_id=str(found["server_id"][0][0]) if found.get("server_id") else "",
     )
+
+
+_AVAILABLE = """
+SELECT e.name, pg_catalog.array_agg(e.version ORDER BY e.version)
+FROM pg_catalog.pg_available_extension_versions e GROUP BY e.name
+"""
+_ROLES = "SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%s)"
+
+
+def offers(conn: psycopg.Connection[Any], server: str, roles: Iterable[str]) -> Offers:
+    """What a server has for a restore: its major, the extensions it can install (with
+    their versions), which of `roles` exist."""
+    available = {str(n): tuple(str(v) for v in vs) for n, vs in conn.execute(_AVAILABLE)}
+    found = frozenset(str(r[0]) for r in conn.execute(_ROLES, (list(roles),)))
+    version = conn.info.server_version
+    return Offers(server, version // 10000, available, found)

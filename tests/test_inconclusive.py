@@ -169,12 +169,35 @@ def test_a_role_missing_on_the_verify_server_is_inconclusive(
     assert _floor_keeps(backup)
 
 
-def test_a_role_named_only_in_a_grant_is_found_by_its_sqlstate(
+def test_a_role_named_only_in_a_grant_is_found_before_the_restore(
     older_cluster: ThrowawayCluster, cluster: ThrowawayCluster, source: str, backup_dir: Path
 ) -> None:
-    """No manifest names a grantee: the restore meets it (42704), classified inconclusive."""
+    """The manifest records the roles its grants name (grantees, grantors, default
+    privileges' roles): one the verify server lacks is found before any restore."""
     role = "reader_" + secrets.token_hex(3)
     older_cluster.execute(f"CREATE ROLE {role} NOLOGIN; GRANT SELECT ON public.t TO {role}", source)
+    try:
+        settings = _settings(older_cluster, source, cluster, backup_dir)
+        name, made = _backup(settings)
+        verdict, backup = _verify(settings, name)
+    finally:
+        older_cluster.execute(f"DROP OWNED BY {role}", source)
+        older_cluster.execute(f"DROP ROLE {role}")
+    assert made.manifest is not None
+    assert role in made.manifest.grantees
+    assert verdict.state == "inconclusive", verdict
+    assert f"role {role} does not exist on the verify server" in (verdict.details or "")
+    assert _floor_keeps(backup)
+
+
+def test_a_role_named_only_in_a_policy_is_found_by_its_sqlstate(
+    older_cluster: ThrowawayCluster, cluster: ThrowawayCluster, source: str, backup_dir: Path
+) -> None:
+    """No manifest names a policy's roles: the restore meets it (42704), inconclusive."""
+    role = "reader_" + secrets.token_hex(3)
+    older_cluster.execute(
+        f"CREATE ROLE {role} NOLOGIN; CREATE POLICY p ON public.t TO {role} USING (true)", source
+    )
     try:
         settings = _settings(older_cluster, source, cluster, backup_dir)
         name, _ = _backup(settings)

@@ -21,11 +21,12 @@ def test_needs_come_from_the_manifest_without_predefined_roles() -> None:
     manifest = replace(
         MANIFEST,
         owners=("app", "pg_database_owner", "alice"),
+        grantees=("alice", "bob", "pg_read_all_data"),
         extensions=(("plpgsql", "1.0"), ("pgcrypto", "1.3")),
         server_version="15.20 (Debian 15.20-0+deb12u1)",
     )
     needs = environment.needs_of(Backup(NAME, 1, T, T, manifest=manifest))
-    assert needs == Needs((("plpgsql", "1.0"), ("pgcrypto", "1.3")), ("alice", "app"), 15)
+    assert needs == Needs((("plpgsql", "1.0"), ("pgcrypto", "1.3")), ("alice", "app", "bob"), 15)
     assert environment.needs_of(Backup(NAME, 1, T, T)) == Needs()
 
 

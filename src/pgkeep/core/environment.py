@@ -1,11 +1,13 @@
 """Whether a verify server can test-restore a backup at all: what the backup needs (its
-extensions, the roles owning its objects, its source's major, from the signed manifest)
+extensions, the roles owning its objects or named by its grants, its source's major, from
+the signed manifest)
 against what the server offers, and which server errors are the server's, not the
 backup's (by SQLSTATE). A finding here makes a verification inconclusive, naming what
 is missing and how to fix it: it never counts against the backup.
 
-Only what the manifest records is checked before the restore; a role named only in a
-GRANT, say, is found by the restore itself (SQLSTATE 42704) and classified the same way.
+Only what the manifest records is checked before the restore (a backup made before
+grantees were recorded names its owners only); a role named only in a policy, say, is
+found by the restore itself (SQLSTATE 42704) and classified the same way.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def needs_of(backup: Backup) -> Needs:
     m = backup.manifest
     if m is None:
         return Needs()
-    roles = sorted({r for r in m.owners if r and not r.startswith("pg_")})
+    roles = sorted({r for r in (*m.owners, *m.grantees) if r and not r.startswith("pg_")})
     found = _MAJOR.match(m.server_version)
     return Needs(m.extensions, tuple(roles), int(found[0]) if found else 0)
 

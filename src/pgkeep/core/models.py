@@ -93,6 +93,7 @@ class SourceFacts:
 
     database_owner: str = ""
     owners: tuple[str, ...] = ()  # roles owning its objects
+    grantees: tuple[str, ...] = ()  # roles its grants name (grantees, grantors)
     extensions: tuple[tuple[str, str], ...] = ()  # (name, version)
     server_id: str = ""  # the server's system identifier
 
@@ -210,6 +211,7 @@ class Manifest:
     # roles owning its objects, its extensions (name → version), a plain dump's plan.
     database_owner: str = ""
     owners: tuple[str, ...] = ()
+    grantees: tuple[str, ...] = ()  # roles its grants name (core/environment.py)
     extensions: tuple[tuple[str, str], ...] = ()
     plan: Plan | None = None
     origin: str = "dump"  # or "import": a file from elsewhere, checked when imported

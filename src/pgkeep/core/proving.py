@@ -276,7 +276,8 @@ class Proving:
 
     def sweep(self, finished: Callable[[str], bool]) -> list[str]:
         """Drop what interrupted verifies and restores left (core/sweeping.py); the names."""
-        return sweeping.sweep(self.restorers.scratch, self.restorers.target, finished)
+        restorers = self.restorers
+        return sweeping.sweep(restorers.scratch, restorers.target, finished, restorers.rehearsal)
 
 
 def _refuse_untrusted(backup: Backup, what: str) -> None:

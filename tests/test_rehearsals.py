@@ -97,6 +97,7 @@ async def test_a_rehearsal_into_the_next_major_reports_per_major(
         assert rehearsal["server"] == f"127.0.0.1:{cluster.port}"  # host:port, no password
         assert (rehearsal["major"], rehearsal["ok"]) == (18, True), rehearsal
         assert "2 tables, 252 rows proven" in rehearsal["details"]
+        assert cluster.password not in answer.text
         listed = (await api.get("/api/backup/list", headers=auth)).json()["backups"]
         metrics = (await api.get("/metrics")).text
     [item] = [b for b in listed if b["filename"] == name]
@@ -134,6 +135,7 @@ async def test_a_rehearsal_that_fails_says_its_first_error_and_never_fails_the_b
     assert (rehearsal["major"], rehearsal["ok"]) == (15, False)
     assert "ERROR:" in rehearsal["details"]
     assert "transaction_timeout" in rehearsal["details"]
+    assert older_cluster.password not in answer.text
     assert 'pgkeep_rehearsal_ok{major="15"' in metrics
     assert "} 0.0" in next(line for line in metrics.splitlines() if 'major="15"' in line)
     [(headers, sent)] = receiver.wait_for(1)

@@ -146,3 +146,43 @@ async def test_a_rehearsal_that_fails_says_its_first_error_and_never_fails_the_b
     assert "PostgreSQL 15" in text
     assert "transaction_timeout" in text
     assert _left(older_cluster) == before
+
+
+async def test_a_rehearsal_needs_no_rights_over_the_owners_roles(
+    older_cluster: ThrowawayCluster,
+    cluster: ThrowawayCluster,
+    owned: tuple[str, str],
+    backup_dir: Path,
+) -> None:
+    """On a rehearsal server where the owner's role exists and pgkeep's role (no superuser)
+    may not grant it, a rehearsal still restores: its loader joins no owner's role."""
+    database, owner = owned
+    role, password = f"rh_{secrets.token_hex(3)}", secrets.token_urlsafe(16)
+    cluster.execute(
+        f"CREATE ROLE {role} LOGIN PASSWORD '{password}' NOSUPERUSER CREATEDB CREATEROLE;"
+        f"GRANT pg_signal_backend TO {role}; CREATE ROLE {owner} NOLOGIN;"
+        "DO $$ BEGIN CREATE ROLE pgkeep_loaders NOLOGIN;"
+        " EXCEPTION WHEN duplicate_object THEN NULL; END $$;"
+        f"GRANT pgkeep_loaders TO {role} WITH ADMIN OPTION;"
+    )
+    url = f"postgresql://{role}:{password}@127.0.0.1:{cluster.port}/postgres"
+    settings = load_settings(
+        database_url=older_cluster.url(database),
+        jwt_secret=SECRET,
+        backup_dir=backup_dir,
+        pg_bin_dir=cluster.bin_dir,
+        rehearsal_database_urls=json.dumps([url]),
+    )
+    try:
+        app, auth = _app(settings)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as api:
+            name = (await api.post("/api/backup/create", headers=auth)).json()["filename"]
+            body = (
+                await api.post(f"/api/backup/{name}/verify", headers=auth, json={"restore": True})
+            ).json()
+        [rehearsal] = body["rehearsals"]
+        assert (rehearsal["major"], rehearsal["ok"]) == (18, True), rehearsal
+    finally:
+        cluster.execute(f"DROP ROLE IF EXISTS {owner}")
+        cluster.execute(f"DROP OWNED BY {role} CASCADE; DROP ROLE {role}")

@@ -632,18 +632,19 @@ def test_an_archives_large_admin_runs_spill_to_the_spool_directory(
     assert any(spilled)
 
 
-def test_a_bare_session_is_given_no_owners_and_no_grants() -> None:
+@pytest.mark.parametrize("dump", [DUMP, SUPERUSER], ids=["loader", "admin"])
+def test_a_bare_session_is_given_no_owners_and_no_grants(dump: str) -> None:
     """A rehearsal's session (pg_restore --no-owner --no-privileges): the loader's objects
     are never given to their owners and the dump's GRANTs never run; everything else does."""
-    plan, _ = _plan(DUMP)
+    plan, _ = _plan(dump)
     normal, bare = _Recorded(), _Recorded()
     bare.bare = True
-    loading.load_plain(normal, plan, _chunks(DUMP.encode()), None)
-    loading.load_plain(bare, plan, _chunks(DUMP.encode()), None)
+    loading.load_plain(normal, plan, _chunks(dump.encode()), None)
+    loading.load_plain(bare, plan, _chunks(dump.encode()), None)
     sent = b"".join(run for _, run in normal.runs)
     assert b"OWNER TO" in sent
     assert b"GRANT " in sent
     sent = b"".join(run for _, run in bare.runs)
     assert b"OWNER TO" not in sent
     assert b"GRANT " not in sent
-    assert sent.count(b"CREATE TABLE") == DUMP.count("CREATE TABLE") > 0
+    assert sent.count(b"CREATE TABLE") == dump.count("CREATE TABLE") > 0

@@ -137,7 +137,7 @@ def load_plain(
                 spooled.seek(0)
                 return iter(lambda: spooled.read(1 << 20), b"")
 
-            body = grants.without(read) if session.bare else read()  # a rehearsal: no grants
+            body = grants.without(read) if session.bare else read()  # no owners, no grants
             session.run_sql(ADMIN, _prefixed(head, body))
     cursor.drain()
     if at_end and not given:

@@ -192,6 +192,7 @@ class PgSession:
             return
         if role != restore_plan.LOADER:
             raise ValueError(f"no such role {role!r}")
+        owner = "" if self.bare else owner  # a rehearsal gives no owners: a member of none
         made = self._loader_ready(owner)
         made.grant(self._database, owner)
         checks = session_options(self._major)

@@ -35,6 +35,7 @@ import httpx
 import instances as instances_bench
 import many
 import reads as reads_bench
+import rehearsal as rehearsal_bench
 import s3 as s3_bench
 from common import RUNS, served, token
 
@@ -522,6 +523,7 @@ def main() -> int:
     instances_bench.main()  # several instances: docs/benchmarks-instances.md
     reads_bench.main()  # bytes read per verify with restore: docs/benchmarks-reads.md
     drift_bench.main()  # the cost of drift alarms: docs/benchmarks-drift.md
+    rehearsal_bench.main()  # the cost of an upgrade rehearsal: docs/benchmarks-rehearsal.md
     return encryption_bench.main()  # age: docs/benchmarks-encryption.md
 
 

@@ -92,6 +92,16 @@ def cluster(pg_bin_dirs: dict[int, Path]) -> Iterator[ThrowawayCluster]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def older_cluster(pg_bin_dirs: dict[int, Path]) -> Iterator[ThrowawayCluster]:
+    """A server of the oldest major here (Debian's 15), beside `cluster` (the newest): a
+    source with extensions the newest lacks, or a rehearsal server it cannot restore into."""
+    if min(pg_bin_dirs) == max(pg_bin_dirs):
+        pytest.skip("only one PostgreSQL major is installed")
+    with ThrowawayCluster(pg_bin_dirs[min(pg_bin_dirs)]) as server:
+        yield server
+
+
 @pytest.fixture
 def database(cluster: ThrowawayCluster) -> Iterator[str]:
     """A fresh database with the sample data; its URL (with password)."""

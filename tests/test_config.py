@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyrage
@@ -125,3 +126,53 @@ def test_upper_case_age_recipients_are_kept_lower_case(tmp_path: Path) -> None:
     recipients.write_text(f"# ops team\n{listed.upper()}\n")
     settings = load_settings(age_recipients=f"{inline.upper()},{recipients}")
     assert settings.age_recipients == (inline, listed)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('["postgresql://u:hunter2@h/postgres"', "must be a JSON list of URLs"),
+        ('{"url": "postgresql://h/postgres"}', "must be a list of URLs"),
+        ('"postgresql://h/postgres"', "must be a list of URLs"),
+        ('["mysql://u:hunter2@h/db"]', "each item must be a postgresql:// URL"),
+        ("[1]", "each item must be a postgresql:// URL"),
+    ],
+)
+def test_rehearsal_urls_must_be_a_json_list_of_urls(
+    monkeypatch: pytest.MonkeyPatch, value: str, message: str
+) -> None:
+    monkeypatch.setenv("PGKEEP_REHEARSAL_DATABASE_URLS", value)
+    with pytest.raises(
+        ConfigError, match=rf"PGKEEP_REHEARSAL_DATABASE_URLS: .*{message}"
+    ) as caught:
+        load_settings(jwt_secret=SECRET)
+    assert "hunter2" not in f"{caught.value.message} {caught.value.details}"
+
+
+def test_rehearsal_urls_from_the_environment_and_per_target(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    multi = "postgresql://u:p@a:5432,b:5433/postgres?target_session_attrs=read-write"
+    monkeypatch.setenv("PGKEEP_REHEARSAL_DATABASE_URLS", json.dumps([multi]))
+    settings = load_settings(jwt_secret=SECRET)
+    assert [u.get_secret_value() for u in settings.rehearsal_database_urls] == [multi]
+    assert "u:p@" not in repr(settings)
+    monkeypatch.delenv("PGKEEP_REHEARSAL_DATABASE_URLS")
+    path = tmp_path / "pgkeep.toml"
+    path.write_text(
+        'rehearsal_database_urls = ["postgresql://h19/postgres"]\n'
+        "[targets.crm]\n"
+        'database_url = "postgresql://h/crm"\n'
+        'rehearsal_database_urls = ["postgresql://h20/postgres", "postgresql://h21/postgres"]\n'
+    )
+    settings = load_settings(jwt_secret=SECRET, config=path)
+    assert [u.get_secret_value() for u in settings.rehearsal_database_urls] == [
+        "postgresql://h19/postgres"
+    ]
+    crm = settings.for_target(settings.targets["crm"])
+    assert len(crm.rehearsal_database_urls) == 2
+    path.write_text('rehearsal_database_urls = "postgresql://h19/postgres"\n')
+    with pytest.raises(
+        ConfigError, match=r"pgkeep.toml:1: rehearsal_database_urls: .*list of URLs"
+    ):
+        load_settings(jwt_secret=SECRET, config=path)

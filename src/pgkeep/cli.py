@@ -40,6 +40,7 @@ EXIT_CODES: dict[type[errors.PgkeepError], int] = {
 
 
 EXIT_NOT_VERIFIED = 6
+EXIT_INCONCLUSIVE = 7  # the verify server lacked what the backup needs (core/environment.py)
 
 
 def exit_code_for(exc: errors.PgkeepError) -> int:
@@ -152,6 +153,13 @@ def _read_file(path: Path) -> Iterator[bytes]:
 def _verify(verification: Verification) -> int:
     for check in verification.checks:
         print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.details}")
+    for r in verification.rehearsals:
+        print(
+            f"{'ok  ' if r.ok else 'FAIL'} rehearsal PostgreSQL {r.major} {r.server}: {r.details}"
+        )
+    if verification.verified is None:
+        print("INCONCLUSIVE: the verify server lacks what the backup needs (not a fault of it)")
+        return EXIT_INCONCLUSIVE
     print("verified" if verification.verified else "NOT verified")
     return 0 if verification.verified else EXIT_NOT_VERIFIED
 
@@ -215,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--format", choices=[f.value for f in DumpFormat])
     create.add_argument("--compression", choices=[c.value for c in Compression])
     create.add_argument("--level", type=int)
-    verify = actions.add_parser("verify", help="check a backup; exit 6 if it fails")
+    verify = actions.add_parser(
+        "verify", help="check a backup; exit 6 if it fails, 7 if inconclusive"
+    )
     verify.add_argument("name")
     verify.add_argument("--restore", action="store_true", help="also test-restore it")
     restore = actions.add_parser("restore", help="restore a backup into a new database")

@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     default_compression: Compression = Compression.NONE
     default_level: int | None = None
     verify_database_url: SecretStr | None = None
+    rehearsal_database_urls: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     restore_jobs: int = Field(default=1, ge=1, le=64)
     row_count_max_bytes: int = Field(default=50 * 1024**3, ge=0)
     tmp_dir: Path | None = None
@@ -140,13 +141,10 @@ class Settings(BaseSettings):
     _endpoint = field_validator("s3_endpoint_url")(config_file.endpoint)
     _recipients = field_validator("age_recipients", mode="before")(config_file.recipients)
     _duration = field_validator(
-        "stale_after",
-        "jwt_max_lifetime",
-        "job_retention",
-        "dump_timeout",
-        "lock_wait_timeout",
+        "stale_after", "jwt_max_lifetime", "job_retention", "dump_timeout", "lock_wait_timeout",
         mode="before",
-    )(config_file.duration)
+    )(config_file.duration)  # fmt: skip
+    _rehearsals = field_validator("rehearsal_database_urls", mode="before")(config_file.urls)
 
     @classmethod
     def settings_customise_sources(

@@ -10,6 +10,7 @@ file, the line and the key.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -94,6 +95,23 @@ def recipients(value: object) -> object:
     return tuple(dict.fromkeys(found))
 
 
+def urls(value: object) -> object:
+    """PGKEEP_REHEARSAL_DATABASE_URLS: a JSON list of libpq URLs (a list in TOML), since a
+    multi-host URL holds commas. Never echoed: they hold passwords."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else []
+        except ValueError:
+            raise ValueError('must be a JSON list of URLs: ["postgresql://…", …]') from None
+    if not isinstance(value, (list, tuple)):
+        raise ValueError('must be a list of URLs: ["postgresql://…", …]')
+    for item in value:
+        text = item.get_secret_value() if isinstance(item, SecretStr) else item
+        if not isinstance(text, str) or not text.startswith(("postgresql://", "postgres://")):
+            raise ValueError("each item must be a postgresql:// URL")
+    return tuple(value)
+
+
 class RetentionOverrides(BaseModel):
     """The retention rules a target, or a store of copies, may set for itself."""
 
@@ -134,8 +152,10 @@ class Overrides(RetentionOverrides):
     storage_url: str | None = None
     copy_to: tuple[str, ...] | None = None
     age_recipients: tuple[str, ...] | None = None
+    rehearsal_database_urls: tuple[SecretStr, ...] | None = None
 
     _recipients = field_validator("age_recipients", mode="before")(recipients)
+    _rehearsals = field_validator("rehearsal_database_urls", mode="before")(urls)
 
     _duration = field_validator("stale_after", "dump_timeout", mode="before")(duration)
 

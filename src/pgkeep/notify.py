@@ -37,7 +37,8 @@ _KINDS = {"create": "backup", "verify": "verify", "copy": "copy"}  # core action
 
 @dataclass(frozen=True)
 class Message:
-    event: str  # backup.failed, verify.failed, backup.stale, backup.drift, backup.succeeded
+    event: str  # backup.failed, verify.failed, verify.environment, verify.rehearsal,
+    # backup.stale, backup.drift, backup.succeeded
     target: str
     at: datetime
     text: str
@@ -85,6 +86,8 @@ class Notifier:
         kind = _KINDS.get(event.action)
         if kind is None:
             return
+        if kind == "verify":
+            self._findings(event)
         if event.outcome == "failed":
             what = {
                 "backup": "backup",
@@ -124,6 +127,32 @@ class Notifier:
                         event.filename,
                     )
                 )
+
+    def _findings(self, event: Event) -> None:
+        """A verify the verify server could not conclude, and rehearsals that failed: told
+        apart from verify.failed, as neither is a fault of the backup."""
+        if event.environment:
+            self.send(
+                Message(
+                    "verify.environment",
+                    event.target,
+                    event.at,
+                    f"verify of {event.filename} of {event.target!r} is inconclusive, the "
+                    f"backup is not at fault: {event.environment}",
+                    event.filename,
+                )
+            )
+        if event.rehearsal:
+            self.send(
+                Message(
+                    "verify.rehearsal",
+                    event.target,
+                    event.at,
+                    f"backup {event.filename} of {event.target!r} did not restore into "
+                    f"another major: {event.rehearsal}",
+                    event.filename,
+                )
+            )
 
     def check_stale(
         self, target: str, last_success: datetime | None, now: datetime, stale_after: timedelta

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from pgkeep import probes, scheduling, sharing, targets
 from pgkeep.config import Settings
 from pgkeep.core.apikeys import ApiKeys
@@ -116,7 +118,8 @@ class Factory:
             replace_allow=frozenset(s.restore_replace_allow),
         )
         on_target, on_scratch = restorer(server), restorer(scratch)
-        restorers = Restorers(on_target, on_scratch)
+        rehearsal = tuple(restorer(c) for c in _rehearsal_servers(s.rehearsal_database_urls))
+        restorers = Restorers(on_target, on_scratch, rehearsal)
         probes = [self._restore_probe("restore", on_target)]
         if scratch.address != server.address:
             probes.append(self._restore_probe("verify_restore", on_scratch))
@@ -284,3 +287,12 @@ def audit_log(
         control = control_database(settings, targets.explicit(settings))
     anchor = PgAuditAnchor(control, str(path.resolve()))
     return AuditLog(path, signer.derive("audit"), anchor)
+
+
+def _rehearsal_servers(urls: tuple[SecretStr, ...]) -> list[Connection]:
+    """PGKEEP_REHEARSAL_DATABASE_URLS as connections (an error names the setting, not URLs)."""
+    try:
+        return [Connection.from_url(u.get_secret_value()) for u in urls]
+    except ConfigError as exc:
+        reason = exc.message.split(": ", 1)[-1]
+        raise ConfigError(f"PGKEEP_REHEARSAL_DATABASE_URLS: {reason}") from None

@@ -21,6 +21,7 @@ from pgkeep.core import deleting, manifests
 from pgkeep.core.catalog import Catalog
 from pgkeep.core.copying import Copier
 from pgkeep.core.creating import Creating
+from pgkeep.core.environment import Offers
 from pgkeep.core.events import Actor, Events
 from pgkeep.core.manifests import ManifestStore
 from pgkeep.core.models import Compression, DroppedForeignKey, Trust
@@ -47,6 +48,8 @@ def _clock() -> datetime:
 
 
 class _Session:
+    bare = False
+
     def __init__(self, loaded: list[bytes]) -> None:
         self._loaded = loaded
 
@@ -87,8 +90,13 @@ class MemoryRestorer:
     def row_counts(self, database: str) -> dict[str, int]:
         return {}
 
+    def offers(self, roles: Iterable[str]) -> Offers:
+        return Offers(self.server, 18, {}, frozenset(roles))
+
     @contextmanager
-    def session(self, database: str, archive_major: int, job: str) -> Iterator[_Session]:
+    def session(
+        self, database: str, archive_major: int, job: str, bare: bool = False
+    ) -> Iterator[_Session]:
         runs: list[bytes] = []
         yield _Session(runs)
         self.loaded += runs

@@ -30,6 +30,8 @@ class _Recorded:
     it to the end, as psql does); `spilled` says whether a run came from a file in `spool`.
     `postgres` is the one superuser here."""
 
+    bare = False
+
     def __init__(self, spool: Path | None = None) -> None:
         self.runs: list[tuple[str, bytes]] = []
         self.owners: list[str] = []
@@ -628,3 +630,21 @@ def test_an_archives_large_admin_runs_spill_to_the_spool_directory(
     ]
     assert spilled == [len(text) > 100 and "OWNER TO" not in text for text in admin]
     assert any(spilled)
+
+
+@pytest.mark.parametrize("dump", [DUMP, SUPERUSER], ids=["loader", "admin"])
+def test_a_bare_session_is_given_no_owners_and_no_grants(dump: str) -> None:
+    """A rehearsal's session (pg_restore --no-owner --no-privileges): the loader's objects
+    are never given to their owners and the dump's GRANTs never run; everything else does."""
+    plan, _ = _plan(dump)
+    normal, bare = _Recorded(), _Recorded()
+    bare.bare = True
+    loading.load_plain(normal, plan, _chunks(dump.encode()), None)
+    loading.load_plain(bare, plan, _chunks(dump.encode()), None)
+    sent = b"".join(run for _, run in normal.runs)
+    assert b"OWNER TO" in sent
+    assert b"GRANT " in sent
+    sent = b"".join(run for _, run in bare.runs)
+    assert b"OWNER TO" not in sent
+    assert b"GRANT " not in sent
+    assert sent.count(b"CREATE TABLE") == dump.count("CREATE TABLE") > 0

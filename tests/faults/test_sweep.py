@@ -88,3 +88,26 @@ def test_a_start_removes_archives_an_earlier_version_staged_by_name(
     service = core_service(database, tmp_path / "backups", cluster.bin_dir, tmp_dir=staging)
     assert str(left) in service.recover()
     assert sorted(p.name for p in staging.iterdir()) == ["someone-elses.tmp"]
+
+
+def test_a_start_sweeps_what_an_interrupted_rehearsal_left_on_its_server(
+    cluster: ThrowawayCluster, older_cluster: ThrowawayCluster, database: str, tmp_path: Path
+) -> None:
+    service = core_service(
+        database,
+        tmp_path / "backups",
+        cluster.bin_dir,
+        rehearsal_database_urls=[older_cluster.url("postgres")],
+    )
+    over = service.jobs.submit(JobKind.VERIFY, lambda c: (None, None), pool=service.pools.proving)
+    service.jobs.wait(over.id, timeout=10)
+    name = f"pgkeep_verify_{over.id}"
+    older_cluster.execute(f"CREATE DATABASE {name}")
+    older_cluster.execute(f"CREATE ROLE pgkeep_load_{over.id}")
+    try:
+        assert {name, f"pgkeep_load_{over.id}"} <= set(service.recover())
+        assert name not in _databases(older_cluster)
+        assert f"pgkeep_load_{over.id}" not in _roles(older_cluster)
+    finally:
+        older_cluster.execute(f"DROP DATABASE IF EXISTS {name}")
+        older_cluster.execute(f"DROP ROLE IF EXISTS pgkeep_load_{over.id}")

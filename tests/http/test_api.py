@@ -27,6 +27,7 @@ ADDITIVE = {
     "verifiedAt",
     "verified",
     "verifyProblem",
+    "verdict",
     "hasManifest",
     "signed",
     "trust",

@@ -35,7 +35,9 @@ async def test_verification_states_from_real_verifies(
         "check": None,
         "details": None,
         "source": None,
+        "rehearsals": [],
     }
+    assert item["verdict"] is None
     assert (item["kind"], item["pinned"]) == ("database", False)
     assert isinstance(item["durationMs"], int)
 
@@ -50,6 +52,7 @@ async def test_verification_states_from_real_verifies(
     assert restored.json()["verified"] is True, restored.text
     v = (await _item(api, auth, name))["verification"]
     assert (v["state"], v["check"], v["source"]) == ("restored", "restore", "primary")
+    assert restored.json()["verdict"] == "restored"
     assert v["rowsProven"] > 0
     assert f"{v['rowsProven']} rows" in v["details"]
     [row] = (await api.get("/api/backup/targets", headers=auth)).json()["targets"]

@@ -249,6 +249,7 @@ class Creating:
                 server_id=facts.server_id,
                 database_owner=facts.database_owner,
                 owners=facts.owners,
+                grantees=facts.grantees,
                 extensions=facts.extensions,
                 plan=_planned(planner, stream.restrict_key),
                 drift=self._drift(name, counts, sealed.size_bytes, options),

@@ -73,6 +73,8 @@ class Event:
     error: str = ""
     store: str = ""  # for copies: the store copied to
     drift: str = ""  # a create that drifted: why (core/drift.py)
+    environment: str = ""  # an inconclusive verify: what the verify server lacked
+    rehearsal: str = ""  # a verify's rehearsals that failed (core/rehearsing.py)
 
     def __post_init__(self) -> None:
         if self.filename and "pgk_" in self.filename:
@@ -155,6 +157,8 @@ class Events:
                 record.size_bytes,
                 record.error,
                 drift=record.drift,
+                environment=record.environment,
+                rehearsal=record.rehearsal,
             )
         )
 
@@ -186,6 +190,8 @@ class ActionRecord:
     size_bytes: int | None = None
     error: str = ""
     drift: str = ""
+    environment: str = ""
+    rehearsal: str = ""
 
 
 def outcome_of(exc: PgkeepError) -> str:

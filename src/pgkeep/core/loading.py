@@ -9,7 +9,8 @@ are held back and run by the admin once the run has succeeded (at the very end f
 imported dump). Every run but the first gets the dump's preamble again (its SET lines)
 and the settings in effect where it starts. A custom archive is staged once by the
 adapter, which starts pg_restore only after the read's own check has passed; its schema
-sections are printed by pg_restore and run as a plain dump's are (`load_printed`).
+sections are printed by pg_restore and run as a plain dump's are (`load_printed`). A
+rehearsal's session is `bare`: no owners are given and no grants run (core/grants.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from pgkeep.core import planning
+from pgkeep.core import grants, planning
 from pgkeep.core.models import Backup, DumpFormat, TableComparison
 from pgkeep.core.ports import RestoreSession as Session
 from pgkeep.core.reading import Reading
@@ -117,6 +118,8 @@ def load_plain(
         if role != ADMIN:
             owned: list[bytes] = []
             session.run_sql(LOADER, _prefixed(head, _body(cursor, run, owned)), run.owner)
+            if session.bare:  # a rehearsal gives no owners
+                continue
             if plan.imported:
                 at_end += owned
             elif owned:
@@ -129,8 +132,13 @@ def load_plain(
                 spooled.write(piece)
             if index == last:
                 cursor.drain()
-            spooled.seek(0)
-            session.run_sql(ADMIN, _prefixed(head, iter(lambda: spooled.read(1 << 20), b"")))
+
+            def read() -> Iterator[bytes]:
+                spooled.seek(0)
+                return iter(lambda: spooled.read(1 << 20), b"")
+
+            body = grants.without(read) if session.bare else read()  # no owners, no grants
+            session.run_sql(ADMIN, _prefixed(head, body))
     cursor.drain()
     if at_end and not given:
         _owners(session, plan.preamble, at_end)

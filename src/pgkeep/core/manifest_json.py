@@ -21,6 +21,7 @@ from pgkeep.core.models import (
     Drift,
     DumpFormat,
     Manifest,
+    Rehearsal,
     TableDrift,
     Trust,
     Verification,
@@ -89,6 +90,7 @@ def document(manifest: Manifest) -> dict[str, Any]:
         "serverId": m.server_id,
         "databaseOwner": m.database_owner,
         "owners": list(m.owners),
+        "grantees": list(m.grantees),
         "extensions": dict(m.extensions),
         "restorePlan": restore_plan.to_json(m.plan) if m.plan is not None else None,
         "origin": m.origin,
@@ -171,6 +173,7 @@ def _manifest(d: dict[str, Any]) -> Manifest:
         server_id=str(d.get("serverId") or ""),
         database_owner=str(d.get("databaseOwner") or ""),
         owners=tuple(str(o) for o in d.get("owners") or ()),
+        grantees=tuple(str(g) for g in d.get("grantees") or ()),
         extensions=tuple((str(k), str(v)) for k, v in (d.get("extensions") or {}).items()),
         plan=_plan(d.get("restorePlan")),
         origin=str(d.get("origin") or "dump"),
@@ -229,17 +232,33 @@ def _count(value: Any) -> int | None:
 
 
 def _verification_json(v: Verification | None) -> dict[str, Any] | None:
+    """`verified` null: inconclusive; `rehearsals` only when there were some (as before)."""
     if v is None:
         return None
     checks = [{"name": c.name, "ok": c.ok, "details": c.details} for c in v.checks]
-    return {"verified": v.verified, "verifiedAt": formats.iso_ms(v.verified_at), "checks": checks}
+    found = {"verified": v.verified, "verifiedAt": formats.iso_ms(v.verified_at), "checks": checks}
+    if v.rehearsals:
+        found["rehearsals"] = rehearsals_json(v.rehearsals)
+    return found
+
+
+def rehearsals_json(rehearsals: tuple[Rehearsal, ...]) -> list[dict[str, Any]]:
+    """Rehearsals as the manifest and the API write them."""
+    return [
+        {"server": r.server, "major": r.major, "ok": r.ok, "details": r.details} for r in rehearsals
+    ]
 
 
 def _verification(d: dict[str, Any] | None) -> Verification | None:
     if d is None:
         return None
     checks = tuple(Check(str(c["name"]), bool(c["ok"]), str(c["details"])) for c in d["checks"])
-    return Verification(bool(d["verified"]), _time(d["verifiedAt"]), checks)
+    rehearsals = tuple(
+        Rehearsal(str(r["server"]), int(r["major"]), bool(r["ok"]), str(r["details"]))
+        for r in d.get("rehearsals") or ()
+    )
+    verified = None if d["verified"] is None else bool(d["verified"])
+    return Verification(verified, _time(d["verifiedAt"]), checks, rehearsals=rehearsals)
 
 
 def _time(text: str) -> datetime:

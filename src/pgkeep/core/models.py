@@ -93,6 +93,7 @@ class SourceFacts:
 
     database_owner: str = ""
     owners: tuple[str, ...] = ()  # roles owning its objects
+    grantees: tuple[str, ...] = ()  # roles its grants name (grantees, grantors)
     extensions: tuple[tuple[str, str], ...] = ()  # (name, version)
     server_id: str = ""  # the server's system identifier
 
@@ -109,11 +110,26 @@ class Check:
 
 
 @dataclass(frozen=True)
+class Rehearsal:
+    """A test restore into a server of another major, without owners or grants (its
+    `server` as host:port; `details`: the rows proven, or the first error)."""
+
+    server: str
+    major: int
+    ok: bool
+    details: str
+
+
+@dataclass(frozen=True)
 class Verification:
-    verified: bool
+    """`verified` None: inconclusive, the verify server lacked what the backup needs
+    (core/environment.py); never a fault of the backup."""
+
+    verified: bool | None
     verified_at: datetime
     checks: tuple[Check, ...]
     source: str = "primary"  # or "copy:NAME" when the primary failed and a copy did not
+    rehearsals: tuple[Rehearsal, ...] = ()
 
 
 class Trust(StrEnum):
@@ -195,6 +211,7 @@ class Manifest:
     # roles owning its objects, its extensions (name → version), a plain dump's plan.
     database_owner: str = ""
     owners: tuple[str, ...] = ()
+    grantees: tuple[str, ...] = ()  # roles its grants name (core/environment.py)
     extensions: tuple[tuple[str, str], ...] = ()
     plan: Plan | None = None
     origin: str = "dump"  # or "import": a file from elsewhere, checked when imported

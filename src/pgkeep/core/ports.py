@@ -1,8 +1,6 @@
 """The roles the core needs filled by adapters: where backups are kept, what dumps a target,
-and what restores into a server.
-
-They live here so that the core depends on nothing outside itself; `storage/`
-and `postgres/` hold the implementations.
+and what restores into a server. They live here so that the core depends on nothing
+outside itself; `storage/` and `postgres/` hold the implementations.
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from pgkeep.core.control import Control
+from pgkeep.core.environment import Offers
 from pgkeep.core.models import BackupOptions, DroppedForeignKey, Features, SourceFacts, StoredObject
 
 
@@ -135,19 +134,14 @@ class Dumper(Protocol):
         """The target's size on disk (pg_database_size); DatabaseUnavailable if unreachable."""
         ...
 
-    def check(self) -> str:
-        """Connect and choose pg_dump; what was found, or an error saying what is wrong."""
-        ...
+    def check(self) -> str: ...  # connect, choose pg_dump: what was found, or an error
 
     def dump(
         self, options: BackupOptions, control: Control | None = None, restrict_key: str = ""
     ) -> AbstractContextManager[DumpStream]:
-        """Start a dump; its chunks raise DumpFailed at their end if the dump failed.
-
-        A plain dump is made with `restrict_key` when the tool can write one.
-
-        Leaving the context ends the dump process whether or not it finished.
-        """
+        """Start a dump; its chunks raise DumpFailed at their end if the dump failed. A plain
+        dump is made with `restrict_key` when the tool can write one. Leaving the context
+        ends the dump process whether or not it finished."""
         ...
 
 
@@ -175,7 +169,11 @@ class StagedArchive(Protocol):
 
 class RestoreSession(Protocol):
     """One restore's runs into one database, each in its own transaction, as the admin (pgkeep's
-    own role) or the loader (no superuser: rows, and every entry a non-superuser owns)."""
+    own role) or the loader (no superuser: rows, and every entry a non-superuser owns).
+    `bare`: a rehearsal's, without owners or grants (pg_restore's --no-owner --no-privileges:
+    what the loader made stays pgkeep's, grants are left out)."""
+
+    bare: bool
 
     def run_sql(self, role: str, chunks: Iterable[bytes], owner: str = "") -> None:
         """Part of a plain dump, through psql (restricted from its first line, never lifted),
@@ -224,23 +222,23 @@ class Restorer(ArchiveChecker, Protocol):
         ...
 
     def session(
-        self, database: str, archive_major: int, job: str
+        self, database: str, archive_major: int, job: str, bare: bool = False
     ) -> AbstractContextManager[RestoreSession]:
-        """Runs into `database` (existing, empty) for the job `job`."""
+        """Runs into `database` (existing, empty) for the job `job` (`bare`: see RestoreSession)."""
         ...
 
-    def databases(self, prefix: str) -> builtins.list[str]:
-        """Databases whose name starts with `prefix`."""
+    def offers(self, roles: Iterable[str]) -> Offers:
+        """This server's major, the extensions it can install, which of `roles` exist."""
         ...
 
-    def loaders(self) -> builtins.list[str]:
-        """Loader roles left on this server."""
-        ...
+    def databases(self, prefix: str) -> builtins.list[str]: ...
+
+    def loaders(self) -> builtins.list[str]: ...
 
     def drop_loader(self, role: str) -> None: ...
 
     def sweep_staged(self) -> builtins.list[str]:
-        """Remove what a crash left staged (plaintext) by name; their paths."""
+        """Remove what a crash left staged (plaintext); their paths."""
         ...
 
     def check_archive(self, archive_major: int, chunks: Iterable[bytes], size_hint: int = 0) -> str:
@@ -252,9 +250,7 @@ class Restorer(ArchiveChecker, Protocol):
 class TicketLedger(Protocol):
     """Download tickets redeemed once, in every process that may be shown one."""
 
-    def redeem_once(self, nonce: str, expires_at: datetime) -> bool:
-        """True the first time a ticket's nonce is redeemed."""
-        ...
+    def redeem_once(self, nonce: str, expires_at: datetime) -> bool: ...
 
 
 class ChangeFeed(Protocol):

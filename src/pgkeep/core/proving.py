@@ -38,10 +38,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Restorers:
-    """Where restores go (`target`: the target's server) and verify's test restores (`scratch`)."""
+    """Where restores go (`target`: the target's server), verify's test restores (`scratch`)
+    and its upgrade rehearsals (`rehearsal`, core/rehearsing.py)."""
 
     target: Restorer
     scratch: Restorer
+    rehearsal: tuple[Restorer, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -217,9 +219,11 @@ class Proving:
         database: str,
         control: Control | None,
         job: str,
+        bare: bool = False,
     ) -> tuple[TableComparison, ...]:
-        """Load one read of a backup into `database`, then prove every table's rows."""
-        self.load(catalog, reading, restorer, database, control, job)
+        """Load one read of a backup into `database`, then prove every table's rows (`bare`:
+        a rehearsal's, without owners or grants)."""
+        self.load(catalog, reading, restorer, database, control, job, bare)
         return loading.compare(reading.backup, restorer.row_counts(database))
 
     def load(
@@ -230,10 +234,11 @@ class Proving:
         database: str,
         control: Control | None,
         job: str,
+        bare: bool = False,
     ) -> None:
         """Load one read of a backup into `database` (existing, empty)."""
         backup = reading.backup
-        with restorer.session(database, loading.archive_major(backup), job) as session:
+        with restorer.session(database, loading.archive_major(backup), job, bare) as session:
             if not loading.plain(backup):
                 imported = backup.manifest is not None and backup.manifest.origin != "dump"
                 loading.load_archive(
@@ -271,7 +276,8 @@ class Proving:
 
     def sweep(self, finished: Callable[[str], bool]) -> list[str]:
         """Drop what interrupted verifies and restores left (core/sweeping.py); the names."""
-        return sweeping.sweep(self.restorers.scratch, self.restorers.target, finished)
+        restorers = self.restorers
+        return sweeping.sweep(restorers.scratch, restorers.target, finished, restorers.rehearsal)
 
 
 def _refuse_untrusted(backup: Backup, what: str) -> None:

@@ -108,7 +108,12 @@ def _any_rule(p: RetentionPolicy) -> bool:
 
 def _good(backup: Backup) -> bool:
     m = backup.manifest
-    return backup.signed and m is not None and (m.verification is None or m.verification.verified)
+    # An inconclusive verify (verified None: the verify server lacked something) is no failure.
+    return (
+        backup.signed
+        and m is not None
+        and (m.verification is None or m.verification.verified is not False)
+    )
 
 
 def _why_delete(policy: RetentionPolicy) -> str:

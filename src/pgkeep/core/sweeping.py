@@ -1,11 +1,11 @@
 """Sweeping what interrupted verifies and restores left: scratch and staging databases,
-loader roles, staged archives, each named after its job."""
+loader roles, staged archives, each named after its job (on rehearsal servers too)."""
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pgkeep.core.ports import Restorer
 from pgkeep.core.restore_rules import SCRATCH_PREFIX, STAGING_PREFIX
@@ -16,11 +16,17 @@ logger = logging.getLogger(__name__)
 _JOB_NAME = re.compile(r"[0-9a-f]{12,32}")
 
 
-def sweep(scratch: Restorer, target: Restorer, finished: Callable[[str], bool]) -> list[str]:
+def sweep(
+    scratch: Restorer,
+    target: Restorer,
+    finished: Callable[[str], bool],
+    rehearsal: Sequence[Restorer] = (),
+) -> list[str]:
     """Drop the scratch and staging databases and loader roles of jobs that are over
     (`finished(job_id)`: known here, and not running on any instance); the names."""
     dropped = []
-    for restorer, prefix in ((scratch, SCRATCH_PREFIX), (target, STAGING_PREFIX)):
+    servers = [(scratch, SCRATCH_PREFIX), (target, STAGING_PREFIX)]
+    for restorer, prefix in servers + [(r, SCRATCH_PREFIX) for r in rehearsal]:
         try:
             dropped += restorer.sweep_staged()
             for name in restorer.databases(prefix):

@@ -6,7 +6,9 @@ stored bytes against it), `readable` (decrypted and decompressed end to end), `a
 (a custom archive read end to end by pg_restore) and `restore` (restored into a scratch
 database named after the job, every table's rows compared with the manifest, dropped).
 A verify that cannot reach its server is an error of that run (Unavailable), never a
-property of the backup: nothing is recorded then.
+property of the backup: nothing is recorded then. A verify server lacking what the backup
+needs (core/environment.py) makes it inconclusive (`verified` None, an `environment` check
+naming what is missing), never failed. With `restore`, rehearsals follow (rehearsing.py).
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Protocol
 
-from pgkeep.core import loading
+from pgkeep.core import environment, loading, rehearsing
 from pgkeep.core.catalog import Catalog
 from pgkeep.core.control import Control
 from pgkeep.core.encryption import Keys
-from pgkeep.core.events import Actor, Events
+from pgkeep.core.events import ActionRecord, Actor, Events
 from pgkeep.core.models import Backup, Check, DumpFormat, TableComparison, Trust, Verification
 from pgkeep.core.ports import Restorer
 from pgkeep.core.reading import Reading, integrity_checks, is_mismatch
@@ -42,6 +44,9 @@ from pgkeep.errors import (
 class Restorers(Protocol):
     @property
     def scratch(self) -> Restorer: ...
+
+    @property
+    def rehearsal(self) -> tuple[Restorer, ...]: ...
 
 
 class Proving(Protocol):
@@ -74,6 +79,7 @@ class Proving(Protocol):
         database: str,
         control: Control | None,
         job: str,
+        bare: bool = False,
     ) -> tuple[TableComparison, ...]: ...
 
 
@@ -105,27 +111,31 @@ def verify(
             proving.check_restorable()
             proving.check_openable(backup)
         verification = _verify(proving, proving.catalog, backup, restore, control, job)
-        where = proving.catalog
+        where, chosen = proving.catalog, backup
         if not _bytes_ok(verification):
             for store, catalog, copy in proving.sound_copies(name):
                 copied = _verify(proving, catalog, copy, restore, control, job)
                 if _bytes_ok(copied):
                     proving.warn_copy(name, store)
-                    where = catalog
+                    where, chosen = catalog, copy
                     verification = dataclasses.replace(
                         copied,
                         checks=(_primary_failed(verification), *copied.checks),
                         source=f"copy:{store}",
                     )
                     break
+        servers = proving.restorers.rehearsal
+        if restore and servers and chosen.signed and _bytes_ok(verification):
+            found = rehearsing.rehearse(proving, servers, where, chosen, control, job)
+            verification = dataclasses.replace(verification, rehearsals=found)
         _still_there(where, backup)
         verification = _recorded(where, backup.name, verification)
-        record.error = "; ".join(f"{c.name}: {c.details}" for c in verification.checks if not c.ok)
+        _tell(record, verification)
     logger.info(
         "backup verified target=%s backup=%s verified=%s checks=%s",
         proving.target,
         name,
-        verification.verified,
+        "inconclusive" if verification.verified is None else verification.verified,
         ",".join(f"{c.name}:{'ok' if c.ok else 'FAILED'}" for c in verification.checks),
     )
     return verification
@@ -141,15 +151,45 @@ def _verify(
 ) -> Verification:
     checks = [_trust_check(backup)]
     reading = Reading(catalog.storage, backup, proving.keys, control)
-    if restore and backup.signed and reading.opened:
+    testing = restore and backup.signed and reading.opened
+    missing = _missing(proving.restorers.scratch, backup) if testing else []
+    if testing and not missing:
         checks += _restore_check(proving, catalog, reading, control, job)
     elif backup.format is DumpFormat.CUSTOM and reading.opened:
         checks += _archive_checks(proving.restorers.scratch, reading)
     else:
         checks += integrity_checks(backup, reading.inspect())
-    if restore and not any(c.name == "restore" for c in checks):
+    if missing:
+        checks.append(Check(environment.ENVIRONMENT, False, "; ".join(missing)))
+    if restore and not any(c.name in ("restore", environment.ENVIRONMENT) for c in checks):
         checks.append(Check("restore", False, NOT_RESTORED))
-    return Verification(all(c.ok for c in checks), proving.clock(), tuple(checks))
+    return Verification(environment.verified(checks), proving.clock(), tuple(checks))
+
+
+def _missing(scratch: Restorer, backup: Backup) -> list[str]:
+    """What the verify server lacks of what the backup's manifest says it needs."""
+    needs = environment.needs_of(backup)
+    try:
+        offers = scratch.offers(needs.roles)
+    except INFRASTRUCTURE as exc:
+        raise unavailable("test-restore", scratch.server, exc) from exc
+    for note in environment.version_notes(needs, offers):
+        logger.info("backup %s: extension %s", backup.name, note)
+    return environment.findings(needs, offers)
+
+
+def _tell(record: ActionRecord, verification: Verification) -> None:
+    """What the audit trail and alerts hear: failed checks (an error), what the verify
+    server lacked (environment), rehearsals that failed."""
+    failed = [c for c in verification.checks if not c.ok]
+    env = environment.ENVIRONMENT
+    record.error = "; ".join(f"{c.name}: {c.details}" for c in failed if c.name != env)
+    record.environment = "; ".join(c.details for c in failed if c.name == env)
+    record.rehearsal = "; ".join(
+        f"PostgreSQL {r.major} ({r.server}): {r.details}"
+        for r in verification.rehearsals
+        if not r.ok
+    )
 
 
 def _archive_checks(scratch: Restorer, reading: Reading) -> list[Check]:
@@ -195,6 +235,11 @@ def _restore_check(
         if not _reachable(scratch, database):
             raise unavailable("test-restore", scratch.server, exc) from exc
         checks = integrity_checks(backup, reading.finish())
+        lacking = environment.environmental(exc.details)
+        if lacking is not None and all(c.ok for c in checks):
+            said = f"the verify server {scratch.server} lacks what the backup uses: {lacking}"
+            fix = "install or create what it names there"
+            return [*checks, Check(environment.ENVIRONMENT, False, f"{said}; {fix}")]
         return [*checks, Check("restore", False, f"{exc.message}: {exc.details}".strip(": "))]
     finally:
         drop_quietly(scratch, database)

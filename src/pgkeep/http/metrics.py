@@ -50,6 +50,16 @@ class _Scrape(Collector):
             for name, value in values.items():
                 gauges[name].add_metric([target], value)
         yield from (g for g in gauges.values() if g.samples)
+        rehearsals = GaugeMetricFamily(
+            "pgkeep_rehearsal_ok",
+            "Whether the newest upgrade rehearsal into each major restored (1) or not (0)",
+            labels=["target", "major"],
+        )
+        for target, service in self._runtime.services.items():
+            for major, ok in _rehearsals(service).items():
+                rehearsals.add_metric([target, str(major)], 1.0 if ok else 0.0)
+        if rehearsals.samples:
+            yield rehearsals
         running = sum(not j.status.finished for j in self._runtime.jobs.list())
         yield GaugeMetricFamily("pgkeep_jobs_running", "Jobs queued or running", value=running)
         reads = CounterMetricFamily(
@@ -103,6 +113,23 @@ def _values(service: BackupService) -> dict[str, float]:
     if verified:
         values["last_verified_timestamp_seconds"] = max(verified)
     return values
+
+
+def _rehearsals(service: BackupService) -> dict[int, bool]:
+    """Per major, how the newest verify that rehearsed went (every server of it ok)."""
+    found = [
+        b.manifest.verification
+        for b in service.catalog.list()
+        if b.signed
+        and b.manifest
+        and b.manifest.verification
+        and b.manifest.verification.rehearsals
+    ]
+    newest = max(found, key=lambda v: v.verified_at, default=None)
+    by_major: dict[int, bool] = {}
+    for r in newest.rehearsals if newest else ():
+        by_major[r.major] = by_major.get(r.major, True) and r.ok
+    return by_major
 
 
 class Metrics:

@@ -14,9 +14,12 @@ from pgkeep.core.models import (
     Compression,
     DumpFormat,
     RestoreResult,
-    Verification,
 )
 from pgkeep.core.selecting import Selection
+from pgkeep.core.verdicts import state_of
+from pgkeep.http.verdicts import CheckItem, VerificationItem, VerifyResponse
+
+__all__ = ["CheckItem", "VerificationItem", "VerifyResponse"]
 
 
 class ErrorBody(BaseModel):
@@ -88,7 +91,10 @@ class _BackupFields(BaseModel):
     format: DumpFormat
     compression: Compression
     verifiedAt: str | None  # noqa: N815
-    verified: bool | None
+    verified: bool | None = Field(description="null: never verified, or inconclusive")
+    verdict: str | None = Field(
+        default=None, examples=["restored", "checksum", "inconclusive", "failed"]
+    )
     verifyProblem: str | None  # noqa: N815 (why the last verify failed)
     hasManifest: bool  # noqa: N815
     signed: bool
@@ -116,8 +122,9 @@ class _BackupFields(BaseModel):
             "compression": backup.compression,
             "verifiedAt": formats.iso_ms(v.verified_at) if v else None,
             "verified": v.verified if v else None,
+            "verdict": state_of(v) if v else None,
             "verifyProblem": "; ".join(f"{c.name}: {c.details}" for c in v.checks if not c.ok)
-            if v and not v.verified
+            if v and v.verified is False
             else None,
             "hasManifest": m is not None,
             "signed": backup.signed,
@@ -143,17 +150,6 @@ class CreateResponse(_BackupFields):
             timestamp=formats.iso_ms(backup.created_at),
             **cls.fields_of(backup),  # type: ignore[arg-type]
         )
-
-
-class VerificationItem(BaseModel):
-    """What the last verify proved, never more (core/verdicts.py)."""
-
-    state: str = Field(examples=["restored", "checksum", "failed", "none"])
-    at: str | None = None
-    rowsProven: int | None = None  # noqa: N815
-    check: str | None = Field(default=None, description="the first check that failed")
-    details: str | None = None
-    source: str | None = Field(default=None, examples=["primary", "copy:offsite"])
 
 
 class BackupItem(_BackupFields):
@@ -199,32 +195,6 @@ class DeleteResponse(BaseModel):
     stores: list[str] = Field(
         default_factory=list, description='where it was removed from: "primary", "copy:NAME"'
     )
-
-
-class CheckItem(BaseModel):
-    name: str
-    ok: bool
-    details: str
-
-
-class VerifyResponse(BaseModel):
-    success: bool = True
-    filename: str
-    verified: bool
-    verifiedAt: str  # noqa: N815
-    checks: list[CheckItem]
-    source: str = Field(default="primary", examples=["primary", "copy:offsite"])
-
-    @classmethod
-    def of(cls, name: str, v: Verification) -> VerifyResponse:
-        checks = [CheckItem(name=c.name, ok=c.ok, details=c.details) for c in v.checks]
-        return cls(
-            filename=name,
-            verified=v.verified,
-            verifiedAt=formats.iso_ms(v.verified_at),
-            checks=checks,
-            source=v.source,
-        )
 
 
 class TableItem(BaseModel):

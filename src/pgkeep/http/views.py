@@ -10,7 +10,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from pgkeep import formats
-from pgkeep.core import verdicts
+from pgkeep.core import manifest_json, verdicts
 from pgkeep.core.health import duration_ms
 from pgkeep.core.jobs import Job
 from pgkeep.core.models import Backup
@@ -85,6 +85,7 @@ def verification_json(v: verdicts.Verdict) -> dict[str, Any]:
         "check": v.check,
         "details": v.details,
         "source": v.source,
+        "rehearsals": manifest_json.rehearsals_json(v.rehearsals),
     }
 
 

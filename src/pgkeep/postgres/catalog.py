@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from pgkeep.core.environment import Offers
 from pgkeep.core.models import SourceFacts
 
 # Ordinary tables (partitions included, their parents not, so rows count once),
@@ -69,6 +71,29 @@ SELECT DISTINCT pg_catalog.pg_get_userbyid(o) FROM (
   UNION SELECT l.lomowner FROM pg_catalog.pg_largeobject_metadata l
 ) AS owners(o) ORDER BY 1
 """
+# The roles its grants name (as grantee or grantor; PUBLIC is 0), and default privileges'.
+_GRANTEES = """
+SELECT DISTINCT pg_catalog.pg_get_userbyid(r) FROM (
+  SELECT a.grantee, a.grantor FROM (
+    SELECT c.relacl FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n
+      ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+    UNION ALL SELECT t.attacl FROM pg_catalog.pg_attribute t JOIN pg_catalog.pg_class c
+      ON c.oid = t.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+    UNION ALL SELECT p.proacl FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n
+      ON n.oid = p.pronamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+    UNION ALL SELECT y.typacl FROM pg_catalog.pg_type y JOIN pg_catalog.pg_namespace n
+      ON n.oid = y.typnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+    UNION ALL SELECT n.nspacl FROM pg_catalog.pg_namespace n
+      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+    UNION ALL SELECT d.defaclacl FROM pg_catalog.pg_default_acl d
+    UNION ALL SELECT l.lomacl FROM pg_catalog.pg_largeobject_metadata l
+  ) AS acls(acl), LATERAL pg_catalog.aclexplode(acls.acl) a
+  WHERE acls.acl IS NOT NULL
+  UNION ALL SELECT d.defaclrole, 0::pg_catalog.oid FROM pg_catalog.pg_default_acl d
+) AS named(grantee, grantor), LATERAL (VALUES (named.grantee), (named.grantor)) AS v(r)
+WHERE v.r <> 0 ORDER BY 1
+"""
 _EXTENSIONS = "SELECT e.extname, e.extversion FROM pg_catalog.pg_extension e ORDER BY 1"
 _SERVER_ID = "SELECT s.system_identifier::text FROM pg_catalog.pg_control_system() s"
 
@@ -80,6 +105,7 @@ def source_facts(conn: psycopg.Connection[Any]) -> SourceFacts:
     for key, query in (
         ("owner", _OWNER),
         ("owners", _OWNERS),
+        ("grantees", _GRANTEES),
         ("extensions", _EXTENSIONS),
         ("server_id", _SERVER_ID),
     ):
@@ -92,6 +118,23 @@ def source_facts(conn: psycopg.Connection[Any]) -> SourceFacts:
     return SourceFacts(
         database_owner=str(found["owner"][0][0]) if found.get("owner") else "",
         owners=tuple(str(r[0]) for r in found.get("owners", [])),
+        grantees=tuple(str(r[0]) for r in found.get("grantees", [])),
         extensions=tuple((str(r[0]), str(r[1])) for r in found.get("extensions", [])),
         server_id=str(found["server_id"][0][0]) if found.get("server_id") else "",
     )
+
+
+_AVAILABLE = """
+SELECT e.name, pg_catalog.array_agg(e.version ORDER BY e.version)
+FROM pg_catalog.pg_available_extension_versions e GROUP BY e.name
+"""
+_ROLES = "SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname = ANY(%s)"
+
+
+def offers(conn: psycopg.Connection[Any], server: str, roles: Iterable[str]) -> Offers:
+    """What a server has for a restore: its major, the extensions it can install (with
+    their versions), which of `roles` exist."""
+    available = {str(n): tuple(str(v) for v in vs) for n, vs in conn.execute(_AVAILABLE)}
+    found = frozenset(str(r[0]) for r in conn.execute(_ROLES, (list(roles),)))
+    version = conn.info.server_version
+    return Offers(server, version // 10000, available, found)

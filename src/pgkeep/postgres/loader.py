@@ -12,9 +12,8 @@ not those). It holds what the load needs: membership in the roles that own what 
 there (not superusers, not pgkeep itself; from PostgreSQL 16 without the SET option,
 so loaded code cannot become them), CREATE on the database and its schemas,
 INSERT/REFERENCES/UPDATE/USAGE on what superusers or pgkeep own. What it makes is
-given to its owners by the admin (core/loading.py). Its password is a SCRAM
-verifier computed here (never cleartext SQL) and reaches psql/pg_restore in a
-private, already-unlinked PGPASSFILE (`/dev/fd/N`).
+given to its owners by the admin (core/loading.py). Its password is a SCRAM verifier computed
+here (never cleartext SQL); it reaches psql/pg_restore in a private, unlinked PGPASSFILE.
 """
 
 from __future__ import annotations
@@ -42,7 +41,6 @@ from pgkeep.postgres import server
 from pgkeep.postgres.connection import Connection
 
 logger = logging.getLogger(__name__)
-
 GROUP = "pgkeep_loaders"
 PREFIX = "pgkeep_load_"
 SCRAM_ITERATIONS = 4096
@@ -113,11 +111,8 @@ def scram_verifier(password: str, salt: bytes | None = None) -> str:
     client = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
     stored = hashlib.sha256(client).digest()
     server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-
-    def b64(data: bytes) -> str:
-        return base64.b64encode(data).decode()
-
-    return f"SCRAM-SHA-256${SCRAM_ITERATIONS}:{b64(salt)}${b64(stored)}:{b64(server_key)}"
+    salt64, stored64, key64 = (base64.b64encode(x).decode() for x in (salt, stored, server_key))
+    return f"SCRAM-SHA-256${SCRAM_ITERATIONS}:{salt64}${stored64}:{key64}"
 
 
 class Loader:
@@ -222,6 +217,15 @@ class Loader:
                 (self.name,),
             ).fetchall()
         return [str(r[0]) for r in rows]
+
+    def reassign(self, database: str) -> None:
+        """Make pgkeep's own role own what the loader made in `database`."""
+        query = sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(self.name))
+        try:
+            with self._session(database) as conn:
+                conn.execute(query)
+        except psycopg.Error as exc:
+            raise RestoreFailed("cannot take what the loader made", str(exc).strip()) from None
 
     def drop(self, database: str | None) -> None:
         """Take back what the loader has and may have made (in `database`, when it is still

@@ -24,6 +24,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from pgkeep.core.environment import Offers
 from pgkeep.core.models import DroppedForeignKey
 from pgkeep.errors import (
     Conflict,
@@ -134,16 +135,27 @@ class PgRestorer:
             ) from None
 
     @contextmanager
-    def session(self, database: str, archive_major: int, job: str) -> Iterator[PgSession]:
+    def session(
+        self, database: str, archive_major: int, job: str, bare: bool = False
+    ) -> Iterator[PgSession]:
         """Runs into `database` (existing, empty); the loader is made when first needed and
-        dropped, with what it made, when the session ends."""
+        dropped, with what it made, when the session ends (`bare`, a rehearsal: what it
+        made is pgkeep's role's first, as with pg_restore --no-owner)."""
         major = server.server_major(self._admin)
-        session = PgSession(self, database, archive_major, major, job)
+        session = PgSession(self, database, archive_major, major, job, bare)
         try:
             yield session
-            session.check_given()
+            if bare:
+                session.adopt()
+            else:
+                session.check_given()
         finally:
             session.close()
+
+    def offers(self, roles: Iterable[str]) -> Offers:
+        """This server's major, the extensions it can install, which of `roles` exist."""
+        with server.connect(self._admin) as conn:
+            return catalog.offers(conn, self.server, roles)
 
     def loader_for(self, job: str) -> loader.Loader:
         """A loader role for the job (made by its `create`)."""

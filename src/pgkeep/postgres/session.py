@@ -66,8 +66,15 @@ class PgSession:
     """One restore's runs into one database (see PgRestorer.session)."""
 
     def __init__(
-        self, restorer: Server, database: str, archive_major: int, major: int, job: str
+        self,
+        restorer: Server,
+        database: str,
+        archive_major: int,
+        major: int,
+        job: str,
+        bare: bool = False,
     ) -> None:
+        self.bare = bare
         self._restorer = restorer
         self._database = database
         self._archive_major = archive_major
@@ -95,6 +102,8 @@ class PgSession:
             "--no-password",
             "-v",
             "ON_ERROR_STOP=1",
+            "-v",
+            "VERBOSITY=verbose",  # errors carry their SQLSTATE (core/environment.py reads it)
             "--single-transaction",
             "-f",
             "-",
@@ -129,6 +138,11 @@ class PgSession:
                     "the loader made them and nothing gave them to their owner: "
                     + ", ".join(left[:5]),
                 )
+
+    def adopt(self) -> None:
+        """Give what the loaders made to pgkeep's own role (a rehearsal's: no owners)."""
+        for made in self._loaders.values():
+            made.reassign(self._database)
 
     def close(self) -> None:
         for made in self._loaders.values():
@@ -178,6 +192,7 @@ class PgSession:
             return
         if role != restore_plan.LOADER:
             raise ValueError(f"no such role {role!r}")
+        owner = "" if self.bare else owner  # a rehearsal gives no owners: a member of none
         made = self._loader_ready(owner)
         made.grant(self._database, owner)
         checks = session_options(self._major)

@@ -33,6 +33,7 @@ function show(job) {
 // The job to its end, live; then what happened, in the server's words.
 export async function follow(job, done) {
   running = job;
+  $("job-result").replaceChildren();
   show(job);
   let last = job;
   try {
@@ -59,7 +60,8 @@ export async function cancel(id) {
   } catch (e) { problem(e); }
 }
 
-async function start(path, body, done) {
+// `done(job)`: what to say once it succeeded (it may also fill the panel's result).
+export async function start(path, body, done) {
   if (running) { fail("A job is already being followed here; wait for it or cancel it."); return; }
   try {
     const started = await api("POST", path, body);
@@ -72,7 +74,7 @@ export function create(target, options) {
   return start(path, options, (job) => `Backup ${job.filename} created.`);
 }
 
-function backupPath(name, target, action) {
+export function backupPath(name, target, action) {
   return query(`/api/backup/${encodeURIComponent(name)}${action ? `/${action}` : ""}`,
     { async: action === "verify" || action === "restore" ? "true" : "", target });
 }

@@ -13,7 +13,7 @@ function describe(job) {
   const p = job.progress || {};
   const mb = ((p.bytesWritten || 0) / 1048576).toFixed(1);
   const tables = p.tablesTotal ? ` · ${p.tablesDone}/${p.tablesTotal} tables` : "";
-  const eta = p.etaSeconds !== null && p.etaSeconds !== undefined
+  const eta = job.status === "running" && p.etaSeconds !== null && p.etaSeconds !== undefined
     ? ` · about ${Math.ceil(p.etaSeconds)} s left` : "";
   return `${job.status} · ${mb} MB${tables}${eta}`;
 }

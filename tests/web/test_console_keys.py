@@ -79,8 +79,8 @@ def test_console_with_a_limited_key_offers_only_what_it_may(browser: Browser, fl
         refused = httpx.request(method, f"{fleet.base}{path}", headers=bearer(key), timeout=30)
         assert refused.status_code == 403, (path, refused.text)
     # A view it may not read, or another target's page: the API's reason, nothing more.
-    page.goto("/#/audit")
-    expect(page.locator("#error")).to_contain_text("audit:read")
+    page.goto("/#/audit")  # not asked for: the page says which scope it lacks
+    expect(page.locator('#view [data-view="denied"]')).to_contain_text("needs the scope audit:read")
     page.goto("/#/targets/crm")
     expect(page.locator("#error")).to_contain_text("no target 'crm'")
     page.goto("/#/jobs")
@@ -169,6 +169,14 @@ def test_console_a_key_mints_only_subsets_of_itself(browser: Browser, fleet: Fle
     page, problems = signed_in(browser, fleet, token=manager)
     view(page, "overview")
     page.get_by_role("navigation", name="Views").get_by_role("link", name="Keys").click()
+    keeper = mint(fleet, name="ui-keeper", scopes=["keys:manage"])["key"]
+    only, _ = signed_in(browser, fleet, token=keeper)
+    landing = only.locator('#view [data-view="denied"]')  # no backups:read: no overview
+    expect(landing).to_contain_text("needs the scope backups:read")
+    landing.get_by_role("link", name="API keys").click()
+    view(only, "keys")
+    nav = only.get_by_role("navigation", name="Views")
+    assert nav.get_by_role("link").all_inner_texts() == ["Keys"]
     view(page, "keys")
     page.get_by_label("Key name", exact=True).fill("ui-wider")
     page.get_by_label("Targets (comma-separated; empty: every target)").fill("shop")

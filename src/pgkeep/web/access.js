@@ -3,6 +3,7 @@
 // those actions; the API refuses the rest all the same.
 
 import { api } from "./api.js";
+import { el } from "./ui.js";
 
 let self = null;
 
@@ -32,4 +33,12 @@ export function describe() {
   if (self.kind === "owner") { return `${self.name} (OWNER token)`; }
   const targets = self.targets ? self.targets.join(", ") : "every target";
   return `${self.name} (API key: ${(self.scopes || []).join(", ") || "no scopes"}; ${targets})`;
+}
+
+// In place of a view the credential cannot read: which scope it lacks, and where it may go.
+export function denied(scope) {
+  return el("div", { dataset: { view: "denied", scope } },
+    el("h2", {}, "Not allowed"),
+    el("p", {}, `Signed in as ${describe()}: this view needs the scope ${scope}.`),
+    can("keys:manage") ? el("p", {}, el("a", { href: "#/keys" }, "API keys")) : "");
 }

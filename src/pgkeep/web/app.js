@@ -3,7 +3,7 @@
 // #/targets/NAME, #/jobs, #/audit, #/storage, #/keys.
 
 import { SignedOut, clearToken, onSignedOut, setToken, token } from "./api.js";
-import { can, describe, forget, learn } from "./access.js";
+import { can, denied, describe, forget, learn } from "./access.js";
 import { wireRestoreDialog } from "./actions.js";
 import { keysView } from "./keys.js";
 import { clearNotices, loaded, problem, setRefresh } from "./shell.js";
@@ -36,7 +36,9 @@ async function load() {
   clearTimeout(timer);
   if (!token()) { return; }
   const mine = ++generation;
-  const { nav, render } = route();
+  const { nav, render: wanted } = route();
+  // A view the credential cannot read is not asked for: it is told why instead.
+  const render = can(NEEDS[nav]) ? wanted : async () => denied(NEEDS[nav]);
   for (const a of document.querySelectorAll("[data-nav]")) {
     if (a.dataset.nav === nav) { a.setAttribute("aria-current", "page"); }
     else { a.removeAttribute("aria-current"); }

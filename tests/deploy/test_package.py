@@ -19,7 +19,7 @@ from pgkeep.throwaway.cluster import ThrowawayCluster, _free_port
 from tests.conftest import SECRET
 from tests.deploy.conftest import ROOT, Installed, outside_env, run
 from tests.test_serve_process import _token
-from tests.web.test_console import CHROMIUM, LAUNCH_ARGS
+from tests.web.conftest import CHROMIUM, LAUNCH_ARGS, SIGN_IN
 
 MAX_INSTALLED_BYTES = 250 * 1024 * 1024  # docs/install.md: about 180 MB
 
@@ -151,7 +151,7 @@ def _console_in_chromium(base: str) -> str:
         try:
             page = browser.new_page(base_url=base)
             page.goto("/")
-            page.get_by_label("API token (OWNER)").fill(_token())
+            page.get_by_label(SIGN_IN).fill(_token())
             page.get_by_role("button", name="Sign in").click()
             view = page.locator("#view [data-view]")
             view.wait_for()

@@ -133,6 +133,7 @@ ROUTES: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("backups:read", "GET", "/api/backup/jobs/nope", None),
     ("backups:read", "GET", "/api/backup/jobs/nope/events", None),
     ("backups:read", "GET", "/api/backup/retention/preview?target=shop", None),
+    ("backups:read", "GET", f"/api/backup/{NAME}/tables?target=shop", None),
     ("backups:download", "GET", f"/api/backup/download/{NAME}?target=shop", None),
     ("backups:download", "POST", f"/api/backup/download-link/{NAME}?target=shop", None),
     ("backups:create", "POST", "/api/backup/create?target=shop&async=true", None),
@@ -204,6 +205,11 @@ async def test_a_key_for_some_targets_sees_and_reaches_only_them(deployment: Dep
         other = await api.post("/api/backup/create?target=crm", headers=deployment.owner)
         assert other.status_code == 200
         crm = await api.get("/api/backup/list?target=crm", headers=bearer(key))
+        crm_name = other.json()["filename"]
+        crm_tables = await api.get(f"/api/backup/{crm_name}/tables?target=crm", headers=bearer(key))
+        ghost_tables = await api.get(
+            f"/api/backup/{NAME}/tables?target=nosuch", headers=bearer(key)
+        )
         ghost = await api.get("/api/backup/list?target=nosuch", headers=bearer(key))
         unnamed = await api.get("/api/backup/list", headers=bearer(key))
         every = (await api.get("/api/backup/list?target=*", headers=bearer(key))).json()
@@ -224,6 +230,8 @@ async def test_a_key_for_some_targets_sees_and_reaches_only_them(deployment: Dep
         unscoped = await api.post("/api/backup/create?target=nosuch", headers=bearer(reader))
     assert (crm.status_code, ghost.status_code) == (403, 403)
     assert crm.json() == ghost.json()  # the same answer: whether crm exists is not told
+    assert (crm_tables.status_code, ghost_tables.status_code) == (403, 403)
+    assert crm_tables.json() == ghost_tables.json() == crm.json()
     assert unnamed.status_code == 400
     assert "crm" not in unnamed.text
     assert {b["target"] for b in every["backups"]} == {"shop"}

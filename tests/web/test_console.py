@@ -1,6 +1,7 @@
 """The web console in a real browser: Debian's Chromium, driven by Playwright, against one
-real `pgkeep serve` process for the module, with a fleet of targets in every state the API
-can report (one failing: its database does not exist). Screenshots go to test-artifacts/.
+real `pgkeep serve` process for the session (tests/web/conftest.py), with a fleet of targets
+in every state the API can report (one failing: its database does not exist). Screenshots
+go to test-artifacts/.
 
 The page is checked against the API's own answers: each `data-status` and `data-verified`
 is what `/api/backup/targets` and `/api/backup/list` say, never more."""
@@ -8,209 +9,34 @@ is what `/api/backup/targets` and `/api/backup/list` say, never more."""
 from __future__ import annotations
 
 import re
-import shutil
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpx
 import jwt
 import psycopg
-import pytest
-from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import (
-    Browser,
-    Dialog,
-    Page,
-    ViewportSize,
-    expect,
-    sync_playwright,
-)
+from playwright.sync_api import Browser, Dialog, ViewportSize, expect
 
 from pgkeep.http.routes.console import _FILES
 from pgkeep.throwaway.cluster import ThrowawayCluster
-from pgkeep.throwaway.s3 import ThrowawayS3
 from tests.conftest import SECRET
-from tests.test_serve_process import _token, serving
+from tests.web.conftest import (
+    SIGN_IN,
+    WIDE,
+    Fleet,
+    both_widths,
+    create,
+    no_serious_violations,
+    shot,
+    signed_in,
+    view,
+)
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
 WEB = Path(__file__).parents[2] / "src" / "pgkeep" / "web"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-WIDE = ViewportSize(width=1400, height=900)
-NARROW = ViewportSize(width=375, height=740)
-
-
-@dataclass(frozen=True)
-class Fleet:
-    base: str
-    token: str
-    store: Path
-    offsite: ThrowawayS3
-
-    def get(self, path: str, **params: str) -> Any:
-        auth = {"Authorization": f"Bearer {self.token}"}
-        response = httpx.get(f"{self.base}{path}", params=params, headers=auth, timeout=60)
-        response.raise_for_status()
-        return response.json()
-
-    def patch(self, path: str, body: dict[str, Any], **params: str) -> httpx.Response:
-        auth = {"Authorization": f"Bearer {self.token}"}
-        return httpx.patch(f"{self.base}{path}", params=params, json=body, headers=auth, timeout=60)
-
-    def post(self, path: str, body: dict[str, Any] | None = None, **params: str) -> httpx.Response:
-        auth = {"Authorization": f"Bearer {self.token}"}
-        return httpx.post(f"{self.base}{path}", params=params, json=body, headers=auth, timeout=120)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make test installs it when run as root)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
-
-
-def _config(tmp: Path, cluster: ThrowawayCluster, slow: str, offsite: ThrowawayS3) -> Path:
-    config = tmp / "pgkeep.toml"
-    config.write_text(
-        f'backup_dir = "{tmp / "store"}"\npg_bin_dir = "{cluster.bin_dir}"\n'
-        f'[targets.shop]\ndatabase_url = "{cluster.url("ui_shop")}"\nschedule = "0 3 * * *"\n'
-        f'[targets.crm]\ndatabase_url = "{cluster.url("ui_crm")}"\ncopy_to = ["offsite"]\n'
-        f'[targets.ghost]\ndatabase_url = "{cluster.url("ui_missing")}"\n'
-        f'[targets.lost]\ndatabase_url = "{cluster.url("ui_lost")}"\n'
-        f'[targets.old]\ndatabase_url = "{cluster.url("ui_shop")}"\nstale_after = "2s"\n'
-        f'[targets.big]\ndatabase_url = "{slow}"\n'
-        f'[servers.main]\nurl = "{cluster.url()}"\ninclude = ["ui_none"]\nglobals = true\n'
-        f'[stores.offsite]\nurl = "s3://offsite/copies"\nendpoint_url = "{offsite.endpoint}"\n'
-        'region = "us-east-1"\n'
-    )
-    return config
-
-
-@pytest.fixture(scope="module")
-def fleet(
-    cluster: ThrowawayCluster, slow_database: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Fleet]:
-    """shop, crm (their own small databases; crm copied to offsite, an S3 store), ghost and
-    lost (databases that do not exist; ghost's create failed), old (stale after 2 s), big
-    (slow to dump) and main (a server's globals), with backups in known states:
-    crm's test-restored, shop's checksum-only and one corrupted on disk, main's globals."""
-    tmp = tmp_path_factory.mktemp("console")
-    for name in ("ui_shop", "ui_crm"):
-        cluster.create_database(name)
-        cluster.execute(
-            "CREATE TABLE item AS SELECT i, md5(i::text) AS a FROM generate_series(1, 500) i",
-            name,
-        )
-    offsite = ThrowawayS3()
-    offsite.start()
-    offsite.create_bucket("offsite")
-    env = {
-        "AWS_ACCESS_KEY_ID": offsite.access_key,
-        "AWS_SECRET_ACCESS_KEY": offsite.secret_key,
-        "PGKEEP_CONFIG": str(_config(tmp, cluster, slow_database, offsite)),
-        "PGKEEP_JWT_SECRET": SECRET,
-        "PGKEEP_STATE_DIR": str(tmp / "state"),
-        "PGKEEP_SHUTDOWN_GRACE_SECONDS": "2",
-        "PGKEEP_RESTORE_REPLACE_ALLOW": "ui_copy",
-    }
-    try:
-        with serving(env, tmp / "server.log") as base:
-            fleet = Fleet(base, _token(), tmp / "store", offsite)
-            _arrange(fleet)
-            yield fleet
-    finally:
-        offsite.stop()
-        for name in ("ui_shop", "ui_crm", "ui_copy"):
-            cluster.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _create(fleet: Fleet, target: str) -> str:
-    response = fleet.post("/api/backup/create", target=target)
-    assert response.status_code == 200, response.text
-    return str(response.json()["filename"])
-
-
-def _arrange(fleet: Fleet) -> None:
-    _create(fleet, "old")  # stale two seconds later (waited for below)
-    crm = _create(fleet, "crm")
-    fleet.post(f"/api/backup/{crm}/verify", {"restore": True}, target="crm").raise_for_status()
-    checked, damaged = _create(fleet, "shop"), _create(fleet, "shop")
-    _create(fleet, "shop")  # never verified
-    fleet.post(f"/api/backup/{checked}/verify", target="shop").raise_for_status()
-    labels = {"labels": {"reason": "pre-migration"}}
-    fleet.patch(f"/api/backup/{checked}", labels, target="shop").raise_for_status()
-    path = next(fleet.store.rglob(damaged))
-    path.write_bytes(path.read_bytes()[:-40] + b"x" * 40)  # a corrupted primary
-    fleet.post(f"/api/backup/{damaged}/verify", target="shop").raise_for_status()
-    assert fleet.post("/api/backup/create", target="ghost").status_code >= 500
-    _create(fleet, "main")
-    deadline = time.monotonic() + 30
-    while _status(fleet, "old") != "stale":  # its stale_after is 2 s
-        assert time.monotonic() < deadline, "old never read as stale"
-        time.sleep(0.2)
-
-
-def _status(fleet: Fleet, target: str) -> str:
-    rows = fleet.get("/api/backup/targets")["targets"]
-    return str(next(r["status"] for r in rows if r["name"] == target))
-
-
-def _shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"), full_page=True)
-
-
-def _both_widths(page: Page, name: str) -> None:
-    """A screenshot at 1400 px and at 375 px; nothing wider than the viewport at either."""
-    for size, label in ((WIDE, "1400"), (NARROW, "375")):
-        page.set_viewport_size(size)
-        width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= size["width"], (name, label, width)
-        _shot(page, f"{name}-{label}")
-    page.set_viewport_size(WIDE)
-
-
-def _no_serious_violations(page: Page) -> None:
-    results = Axe().run(page)
-    serious = [
-        (v["id"], v["help"], [n["target"] for n in v["nodes"]][:3])
-        for v in results.response["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert serious == [], serious
-
-
-def _page(browser: Browser, fleet: Fleet, hash_: str = "") -> tuple[Page, list[str]]:
-    page = browser.new_page(base_url=fleet.base, viewport=WIDE, accept_downloads=True)
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.goto(f"/{hash_}")
-    page.get_by_label("API token (OWNER)").fill(fleet.token)
-    page.get_by_role("button", name="Sign in").click()
-    return page, problems
-
-
-def _view(page: Page, name: str) -> None:
-    page.locator(f'#view [data-view="{name}"]').wait_for()
 
 
 def test_console_overview_shows_each_target_as_the_api_does(browser: Browser, fleet: Fleet) -> None:
-    page, problems = _page(browser, fleet)
-    _view(page, "overview")
+    page, problems = signed_in(browser, fleet)
+    view(page, "overview")
     answer = fleet.get("/api/backup/targets")
     rows = page.locator("#view tr[data-target]")
     expect(rows).to_have_count(answer["count"])
@@ -241,16 +67,16 @@ def test_console_overview_shows_each_target_as_the_api_does(browser: Browser, fl
         assert table is not None
         assert table["width"] > width - 100, (width, table)
     page.set_viewport_size(WIDE)
-    _no_serious_violations(page)
-    _both_widths(page, "overview")
+    no_serious_violations(page)
+    both_widths(page, "overview")
     assert problems == []
 
 
 def test_console_target_view_shows_verification_as_the_api_does(
     browser: Browser, fleet: Fleet
 ) -> None:
-    page, problems = _page(browser, fleet, "#/targets/shop")
-    _view(page, "target")
+    page, problems = signed_in(browser, fleet, "#/targets/shop")
+    view(page, "target")
     seen: set[str] = set()
     for target in ("shop", "crm", "main"):
         page.goto(f"/#/targets/{target}")
@@ -276,8 +102,8 @@ def test_console_target_view_shows_verification_as_the_api_does(
             expect(bars).to_have_count(len(row["trend"]))
             title = bars.first.locator("title").text_content() or ""
             assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC: [\d.]+ K?B, \d+ ms", title)
-            _no_serious_violations(page)
-            _both_widths(page, "target")
+            no_serious_violations(page)
+            both_widths(page, "target")
     assert seen == {"restored", "checksum", "failed", "none"}
     assert page.get_by_text("reason=pre-migration").count() == 0  # shown on shop's page only
     page.goto("/#/targets/shop")
@@ -293,8 +119,8 @@ def test_console_target_view_shows_verification_as_the_api_does(
 def test_console_creates_verifies_and_restores_as_jobs(
     browser: Browser, fleet: Fleet, cluster: ThrowawayCluster, tmp_path: Path
 ) -> None:
-    page, problems = _page(browser, fleet, "#/targets/crm")
-    _view(page, "target")
+    page, problems = signed_in(browser, fleet, "#/targets/crm")
+    view(page, "target")
     before = page.locator("#view tr[data-backup]").count()
     page.get_by_role("button", name="Create backup").click()
     expect(page.locator("#job")).to_have_attribute("data-status", "succeeded", timeout=60_000)
@@ -353,15 +179,15 @@ def test_console_creates_verifies_and_restores_as_jobs(
 
 
 def test_console_follows_and_cancels_a_running_create(browser: Browser, fleet: Fleet) -> None:
-    page, problems = _page(browser, fleet, "#/targets/big")
-    _view(page, "target")
+    page, problems = signed_in(browser, fleet, "#/targets/big")
+    view(page, "target")
     page.get_by_label("Compression").select_option("gzip")  # slower: time to watch and cancel
     page.get_by_role("button", name="Create backup").click()
     job = page.locator("#job")
     expect(job).to_have_attribute("data-status", "running", timeout=30_000)
     text = page.locator("#progress-text")
     expect(text).not_to_contain_text(" 0.0 MB", timeout=30_000)  # bytes move while it runs
-    _shot(page, "progress-1400")
+    shot(page, "progress-1400")
     page.get_by_role("button", name="Cancel", exact=True).first.click()
     expect(job).to_have_attribute("data-status", "cancelled", timeout=30_000)
     expect(page.locator("#message")).to_contain_text("cancelled")
@@ -372,8 +198,8 @@ def test_console_follows_and_cancels_a_running_create(browser: Browser, fleet: F
 def test_console_jobs_view_is_live_and_cancels(browser: Browser, fleet: Fleet) -> None:
     """A create started elsewhere (the API) shows as running in the jobs view, which keeps
     itself current; cancelled from there, its row turns cancelled without a reload."""
-    page, problems = _page(browser, fleet, "#/jobs?kind=create")
-    _view(page, "jobs")
+    page, problems = signed_in(browser, fleet, "#/jobs?kind=create")
+    view(page, "jobs")
     slow = {"compression": "gzip", "level": 9}  # several seconds: time to cancel it
     started = fleet.post("/api/backup/create", slow, target="big", **{"async": "true"})
     assert started.status_code == 202, started.text
@@ -387,8 +213,8 @@ def test_console_jobs_view_is_live_and_cancels(browser: Browser, fleet: Fleet) -
 
 
 def test_console_jobs_audit_and_storage_views(browser: Browser, fleet: Fleet) -> None:
-    page, problems = _page(browser, fleet, "#/jobs")
-    _view(page, "jobs")
+    page, problems = signed_in(browser, fleet, "#/jobs")
+    view(page, "jobs")
     page.get_by_label("Status").select_option("failed")
     page.wait_for_url(re.compile(r"status=failed"))
     expect(page.locator('#view tr[data-job]:not([data-status="failed"])')).to_have_count(0)
@@ -407,12 +233,12 @@ def test_console_jobs_audit_and_storage_views(browser: Browser, fleet: Fleet) ->
     page.locator('#view [data-view="target"]').wait_for()
     expect(page.locator(f'#view tr.focus[data-backup="{backup}"]')).to_have_count(1)
     page.goto("/#/jobs")
-    _view(page, "jobs")
-    _no_serious_violations(page)
-    _both_widths(page, "jobs")
+    view(page, "jobs")
+    no_serious_violations(page)
+    both_widths(page, "jobs")
 
     page.get_by_role("link", name="Audit").click()
-    _view(page, "audit")
+    view(page, "audit")
     answer = fleet.get("/api/backup/audit", limit="50")
     expect(page.locator("#view tr[data-action]")).to_have_count(len(answer["entries"]))
     assert answer["chain"]["ok"] is True
@@ -420,7 +246,7 @@ def test_console_jobs_audit_and_storage_views(browser: Browser, fleet: Fleet) ->
     expect(chain).to_contain_text(answer["chain"]["details"])
     # Paged: five at a time, older and newer, as the API pages them.
     page.goto("/#/audit?limit=5")
-    _view(page, "audit")
+    view(page, "audit")
     first = fleet.get("/api/backup/audit", limit="5", offset="0")["entries"]
     second = fleet.get("/api/backup/audit", limit="5", offset="5")["entries"]
     when = page.locator("#view tr[data-action] time")
@@ -439,22 +265,22 @@ def test_console_jobs_audit_and_storage_views(browser: Browser, fleet: Fleet) ->
     rows = page.locator("#view tr[data-action]")
     expect(rows).to_have_count(len(verifies))
     assert set(rows.evaluate_all("rows => rows.map(r => r.dataset.action)")) == {"verify"}
-    _no_serious_violations(page)
-    _both_widths(page, "audit")
+    no_serious_violations(page)
+    both_widths(page, "audit")
 
     page.get_by_role("link", name="Storage").click()
-    _view(page, "storage")
+    view(page, "storage")
     stores = fleet.get("/api/backup/storage")["stores"]
     expect(page.locator("#view [data-store]")).to_have_count(len(stores))
-    _no_serious_violations(page)
-    _both_widths(page, "storage")
+    no_serious_violations(page)
+    both_widths(page, "storage")
     assert problems == []
 
 
 def test_console_pins_and_deletes_saying_from_which_stores(browser: Browser, fleet: Fleet) -> None:
-    name = _create(fleet, "crm")
+    name = create(fleet, "crm")
     _copied(fleet, "crm", name)
-    page, problems = _page(browser, fleet, "#/targets/crm")
+    page, problems = signed_in(browser, fleet, "#/targets/crm")
     row = page.locator(f'#view tr[data-backup="{name}"]')
     row.get_by_role("button", name=f"Pin {name}", exact=True).click()
     expect(row.get_by_text("pinned", exact=True)).to_be_visible()
@@ -501,19 +327,19 @@ def _until_down(fleet: Fleet, target: str) -> None:
 def test_console_shows_a_store_that_is_down_on_its_targets(browser: Browser, fleet: Fleet) -> None:
     """The copy store (S3) killed: it shows as down on crm's row and in storage, the rest
     of the page works, and a delete there is shown as partial."""
-    name = _create(fleet, "crm")
+    name = create(fleet, "crm")
     _copied(fleet, "crm", name)
     fleet.offsite.pause()
     try:
         _until_down(fleet, "crm")
-        page, problems = _page(browser, fleet)
+        page, problems = signed_in(browser, fleet)
         crm = page.locator('#view tr[data-target="crm"]')
         expect(crm).to_contain_text("store offsite down")
         expect(page.locator('#view tr[data-target="shop"]')).not_to_contain_text("down")
         page.goto("/#/storage")
         expect(page.locator('#view [data-store="offsite"]')).to_have_attribute("data-ok", "false")
         expect(page.locator('#view [data-store="primary"]')).to_have_attribute("data-ok", "true")
-        _both_widths(page, "store-down")
+        both_widths(page, "store-down")
         page.goto("/#/targets/crm")
         row = page.locator(f'#view tr[data-backup="{name}"]')
         page.once("dialog", lambda d: d.accept())
@@ -537,18 +363,18 @@ def test_console_signs_out_on_an_expired_token_saying_why(browser: Browser, flee
     sent: list[str] = []
     page.on("request", lambda r: sent.append(r.headers.get("authorization", "")))
     page.goto("/")
-    page.get_by_label("API token (OWNER)").fill(_expired_token())
+    page.get_by_label(SIGN_IN).fill(_expired_token())
     page.get_by_role("button", name="Sign in").click()
     alert = page.locator("#login-error")
     expect(alert).to_contain_text("Signature has expired")
     assert "Not enough segments" not in alert.inner_text()
     assert page.evaluate("document.activeElement.id") == "token"
     expect(page.get_by_role("navigation", name="Views")).to_be_hidden()
-    _shot(page, "expired-1400")
+    shot(page, "expired-1400")
     # A good sign-in clears the old error; navigating does not resend a dead token.
-    page.get_by_label("API token (OWNER)").fill(fleet.token)
+    page.get_by_label(SIGN_IN).fill(fleet.token)
     page.get_by_role("button", name="Sign in").click()
-    _view(page, "overview")
+    view(page, "overview")
     expect(alert).to_have_text("")
     # The token expires while signed in: the next request signs out, with the reason.
     page.evaluate(f"sessionStorage.setItem('pgkeep.token', '{_expired_token()}')")
@@ -559,13 +385,13 @@ def test_console_signs_out_on_an_expired_token_saying_why(browser: Browser, flee
 
 
 def test_console_keeps_the_view_when_a_request_fails(browser: Browser, fleet: Fleet) -> None:
-    page, problems = _page(browser, fleet)
-    _view(page, "overview")
+    page, problems = signed_in(browser, fleet)
+    view(page, "overview")
     page.goto("/#/targets/nowhere")
     expect(page.locator("#error")).to_contain_text("no target 'nowhere'")
     assert page.locator('#view [data-view="overview"]').is_visible()  # not blanked
     page.goto("/#/jobs")
-    _view(page, "jobs")
+    view(page, "jobs")
     expect(page.locator("#error")).to_have_text("")  # a stale error does not linger
     # pgkeep stops answering while the jobs view refreshes itself: the jobs stay on
     # screen with the reason above them, and the error goes once it answers again.
@@ -589,11 +415,11 @@ def test_console_keyboard_sign_in(browser: Browser, fleet: Fleet) -> None:
     assert page.evaluate("document.activeElement.id") == "token"
     page.keyboard.type(fleet.token)
     page.keyboard.press("Enter")
-    _view(page, "overview")
+    view(page, "overview")
     page.reload()  # sessionStorage keeps the tab signed in
-    _view(page, "overview")
+    view(page, "overview")
     page.get_by_role("button", name="Sign out").click()
-    page.get_by_label("API token (OWNER)").wait_for()
+    page.get_by_label(SIGN_IN).wait_for()
 
 
 def test_console_serves_every_file_it_imports_and_no_absolute_url() -> None:

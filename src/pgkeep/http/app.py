@@ -21,6 +21,7 @@ from pgkeep.http.routes import (
     audit,
     backups,
     console,
+    contents,
     creating,
     health,
     jobs,
@@ -90,6 +91,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(storage.router)
     app.include_router(audit.router)
     app.include_router(keeping.router)  # before backups' DELETE /api/backup/{filename:path}
+    app.include_router(contents.router)
     app.include_router(creating.router)
     app.include_router(backups.router)
     app.include_router(keys.router)

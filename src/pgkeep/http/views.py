@@ -13,9 +13,9 @@ from pgkeep import formats
 from pgkeep.core import manifest_json, verdicts
 from pgkeep.core.health import duration_ms
 from pgkeep.core.jobs import Job
-from pgkeep.core.models import Backup
+from pgkeep.core.models import Backup, RestoreResult
 from pgkeep.core.service import BackupService
-from pgkeep.http.schemas import BackupItem
+from pgkeep.http.schemas import BackupItem, RestoreResponse
 
 
 def job_url(job: Job) -> str:
@@ -43,7 +43,17 @@ def job_json(job: Job) -> dict[str, Any]:
         "error": job.error,
         "details": job.details,
         "createdBy": job.created_by,
+        "result": result_json(job),
     }
+
+
+def result_json(job: Job) -> dict[str, Any] | None:
+    """What a finished restore of this process restored (its tables, proven, and the foreign
+    keys a table-level restore dropped), as the synchronous answer has it; else null."""
+    if not isinstance(job.result, RestoreResult) or job.filename is None:
+        return None
+    body = RestoreResponse.of(job.filename, job.result).model_dump()
+    return {k: v for k, v in body.items() if k != "success"}
 
 
 def repr_digest(backup: Backup) -> dict[str, str]:

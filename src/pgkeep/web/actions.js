@@ -13,7 +13,7 @@ function describe(job) {
   const p = job.progress || {};
   const mb = ((p.bytesWritten || 0) / 1048576).toFixed(1);
   const tables = p.tablesTotal ? ` · ${p.tablesDone}/${p.tablesTotal} tables` : "";
-  const eta = p.etaSeconds !== null && p.etaSeconds !== undefined
+  const eta = job.status === "running" && p.etaSeconds !== null && p.etaSeconds !== undefined
     ? ` · about ${Math.ceil(p.etaSeconds)} s left` : "";
   return `${job.status} · ${mb} MB${tables}${eta}`;
 }
@@ -33,6 +33,7 @@ function show(job) {
 // The job to its end, live; then what happened, in the server's words.
 export async function follow(job, done) {
   running = job;
+  $("job-result").replaceChildren();
   show(job);
   let last = job;
   try {
@@ -59,7 +60,8 @@ export async function cancel(id) {
   } catch (e) { problem(e); }
 }
 
-async function start(path, body, done) {
+// `done(job)`: what to say once it succeeded (it may also fill the panel's result).
+export async function start(path, body, done) {
   if (running) { fail("A job is already being followed here; wait for it or cancel it."); return; }
   try {
     const started = await api("POST", path, body);
@@ -72,7 +74,7 @@ export function create(target, options) {
   return start(path, options, (job) => `Backup ${job.filename} created.`);
 }
 
-function backupPath(name, target, action) {
+export function backupPath(name, target, action) {
   return query(`/api/backup/${encodeURIComponent(name)}${action ? `/${action}` : ""}`,
     { async: action === "verify" || action === "restore" ? "true" : "", target });
 }

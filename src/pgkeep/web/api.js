@@ -1,5 +1,6 @@
-// pgkeep console: the one door to the API. The token lives in this tab's sessionStorage and
-// travels only in the Authorization header; without one, no request is sent at all.
+// pgkeep console: the one door to the API. The token (an OWNER JWT or an API key) lives in
+// this tab's sessionStorage and travels only in the Authorization header, never in a URL;
+// without one, no request is sent at all.
 
 const KEY = "pgkeep.token";
 
@@ -23,10 +24,14 @@ export class SignedOut extends Error {}
 const listeners = { signedOut: [] };
 export function onSignedOut(fn) { listeners.signedOut.push(fn); }
 
+// An API key (`pgk_…`) or a bearer token (an OWNER JWT): both go in the same header.
+export function isKey(value) { return String(value || "").startsWith("pgk_"); }
+
 function refused(data) {
+  const what = isKey(token()) ? "API key" : "token";
   clearToken();
   const details = data.details ? ` (${data.details})` : "";
-  const why = `Signed out: the server refused the token: ${data.error || "401"}${details}. ` +
+  const why = `Signed out: the server refused the ${what}: ${data.error || "401"}${details}. ` +
     "Paste a new one.";
   for (const fn of listeners.signedOut) { fn(why); }
   return new SignedOut(why);

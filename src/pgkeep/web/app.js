@@ -1,8 +1,11 @@
-// pgkeep console: sign-in and the hash router. Plain JavaScript modules against the pgkeep
-// API; no build step, no CDN. Views: #/ (overview), #/targets/NAME, #/jobs, #/audit, #/storage.
+// pgkeep console: sign-in (an OWNER token or an API key) and the hash router. Plain
+// JavaScript modules against the pgkeep API; no build step, no CDN. Views: #/ (overview),
+// #/targets/NAME, #/jobs, #/audit, #/storage, #/keys.
 
-import { clearToken, onSignedOut, setToken, token } from "./api.js";
+import { SignedOut, clearToken, onSignedOut, setToken, token } from "./api.js";
+import { can, denied, describe, forget, learn } from "./access.js";
 import { wireRestoreDialog } from "./actions.js";
+import { keysView } from "./keys.js";
 import { clearNotices, loaded, problem, setRefresh } from "./shell.js";
 import { targetView } from "./target.js";
 import { $ } from "./ui.js";
@@ -23,6 +26,7 @@ function route() {
   if (parts[0] === "jobs") { return { nav: "jobs", render: () => jobs(params, load) }; }
   if (parts[0] === "audit") { return { nav: "audit", render: () => audit(params) }; }
   if (parts[0] === "storage") { return { nav: "storage", render: () => storage() }; }
+  if (parts[0] === "keys") { return { nav: "keys", render: () => keysView() }; }
   return { nav: "overview", render: () => overview() };
 }
 
@@ -32,7 +36,9 @@ async function load() {
   clearTimeout(timer);
   if (!token()) { return; }
   const mine = ++generation;
-  const { nav, render } = route();
+  const { nav, render: wanted } = route();
+  // A view the credential cannot read is not asked for: it is told why instead.
+  const render = can(NEEDS[nav]) ? wanted : async () => denied(NEEDS[nav]);
   for (const a of document.querySelectorAll("[data-nav]")) {
     if (a.dataset.nav === nav) { a.setAttribute("aria-current", "page"); }
     else { a.removeAttribute("aria-current"); }
@@ -56,19 +62,41 @@ async function load() {
   }
 }
 
-// `why`: shown on the sign-in form when the server refused the token (expired, forged…).
+// Views the credential cannot read are not offered (the API would answer 403).
+const NEEDS = { overview: "backups:read", jobs: "backups:read", storage: "backups:read",
+  audit: "audit:read", keys: "keys:manage" };
+
+// `why`: shown on the sign-in form when the server refused the token (expired, revoked…).
 function show(signedIn, why) {
   $("login").hidden = signedIn;
   $("console").hidden = !signedIn;
   $("nav").hidden = !signedIn;
   $("login-error").textContent = why || "";
+  $("whoami").textContent = signedIn ? `Signed in as ${describe()}` : "";
+  for (const a of document.querySelectorAll("[data-nav]")) { a.hidden = !can(NEEDS[a.dataset.nav]); }
   if (signedIn) {
     clearNotices();
     load();
   } else {
     clearTimeout(timer);
+    forget();
     $("token").focus();
   }
+}
+
+// What the credential may do comes first; a refused one is back at the sign-in form with
+// the server's reason (the 401 listener shows it).
+async function signIn() {
+  try {
+    await learn();
+  } catch (e) {
+    if (!(e instanceof SignedOut)) {
+      clearToken();
+      show(false, `Cannot sign in: ${e.message}`);
+    }
+    return;
+  }
+  show(true);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -80,7 +108,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (!value) { return; }
     setToken(value);
     $("token").value = "";
-    show(true);
+    signIn();
   });
   $("logout").addEventListener("click", () => { clearToken(); show(false); });
   window.addEventListener("hashchange", () => {
@@ -90,5 +118,5 @@ document.addEventListener("DOMContentLoaded", () => {
     load();
   });
   wireRestoreDialog();
-  show(Boolean(token()));
+  if (token()) { signIn(); } else { show(false); }
 });

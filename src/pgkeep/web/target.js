@@ -2,46 +2,15 @@
 // its schedule, retention policy and preview, a chart of size and duration, and its actions.
 
 import { api, query, SignedOut } from "./api.js";
+import { can } from "./access.js";
 import * as act from "./actions.js";
+import { drift, verification, verificationCell } from "./badges.js";
+import { editLabels } from "./labels.js";
+import { restoreTables } from "./tables.js";
 import {
   DASH, badge, bytes, cell, duration, el, filename, section, select, sizeChart, table, utc, when,
 } from "./ui.js";
 import { statusOf } from "./views.js";
-
-// The verification state, never more than the API says: a verify that passed without a
-// test restore is "checksum", whatever the old `verified` flag suggests.
-export function verification(b) {
-  const v = b.verification;
-  if (v && v.state) { return v; }
-  if (b.verified === false) { return { state: "failed", at: b.verifiedAt, details: b.verifyProblem }; }
-  if (b.verified === true) { return { state: "checksum", at: b.verifiedAt }; }
-  return { state: "none" };
-}
-
-function verificationCell(b) {
-  const v = verification(b);
-  const parts = [];
-  if (v.state === "restored") {
-    parts.push(badge("test-restored", "ok"), " ", when(v.at));
-    if (v.rowsProven !== undefined && v.rowsProven !== null) {
-      parts.push(el("span", { className: "reason" }, `${v.rowsProven} rows proven`));
-    }
-  } else if (v.state === "checksum") {
-    parts.push(badge("checksum only", "info"), " ", when(v.at));
-  } else if (v.state === "failed") {
-    parts.push(badge("failed", "bad"), " ", when(v.at),
-      el("span", { className: "reason bad-text" },
-        [v.check, v.details].filter(Boolean).join(": ") || DASH,
-        v.source ? ` (from ${v.source})` : ""));
-  } else if (v.state === "inconclusive") {
-    parts.push(badge("inconclusive", "warn"), " ", when(v.at),
-      el("span", { className: "reason" }, [v.check, v.details].filter(Boolean).join(": ")));
-  } else {
-    parts.push(badge("never verified", "muted"));
-  }
-  if (b.signed === false) { parts.push(el("span", { className: "reason" }, `${b.trust}: never restored`)); }
-  return cell("Verification", ...parts);
-}
 
 function copies(b) {
   const list = b.copies || [];
@@ -59,17 +28,27 @@ function encryption(b) {
   return el("span", { className: "badge", title: `age, to ${(b.recipients || []).join(", ")}` }, "encrypted");
 }
 
+// Only what the credential's scopes allow, and only what the API would do (no restore of
+// a globals backup or of one this service did not sign).
 function actions(target, b) {
   const btn = (text, label, fn, cls) => el("button", { type: "button", className: cls || "secondary",
     aria: { label: `${label} ${b.filename}` }, on: { click: fn } }, text);
-  const isGlobals = b.kind === "globals";
-  return el("td", {}, el("div", { className: "actions" },
-    btn("Download", "Download", () => act.download(target, b.filename)),
-    btn("Verify", "Verify", () => act.verify(target, b.filename, false)),
-    isGlobals ? "" : btn("Test restore", "Verify with a test restore", () => act.verify(target, b.filename, true)),
-    isGlobals || b.signed === false ? "" : btn("Restore", "Restore", () => act.restore(target, b)),
-    btn(b.pinned ? "Unpin" : "Pin", b.pinned ? "Unpin" : "Pin", () => act.pin(target, b.filename, b.pinned)),
-    b.pinned ? "" : btn("Delete", "Delete", () => act.remove(target, b), "danger")));
+  const restorable = b.kind !== "globals" && b.signed !== false;
+  const offered = [
+    can("backups:download") && btn("Download", "Download", () => act.download(target, b.filename)),
+    can("backups:verify") && btn("Verify", "Verify", () => act.verify(target, b.filename, false)),
+    can("backups:verify") && b.kind !== "globals"
+      && btn("Test restore", "Verify with a test restore", () => act.verify(target, b.filename, true)),
+    can("backups:restore") && restorable && btn("Restore", "Restore", () => act.restore(target, b)),
+    can("backups:restore") && restorable
+      && btn("Restore tables", "Restore tables of", () => restoreTables(target, b)),
+    can("backups:pin") && btn(b.pinned ? "Unpin" : "Pin", b.pinned ? "Unpin" : "Pin",
+      () => act.pin(target, b.filename, b.pinned)),
+    can("backups:pin") && b.signed !== false && btn("Labels", "Edit labels of", () => editLabels(target, b)),
+    can("backups:delete") && !b.pinned && btn("Delete", "Delete", () => act.remove(target, b), "danger"),
+  ].filter(Boolean);
+  return cell(offered.length ? "Actions" : null, offered.length
+    ? el("div", { className: "actions" }, offered) : el("span", { className: "muted" }, "view only"));
 }
 
 function labels(map) {
@@ -84,8 +63,7 @@ function backupRow(target, b, focus) {
   return el("tr", { dataset: { backup: b.filename, verified: verification(b).state },
     className: focus === b.filename ? "focus" : "" },
   el("th", { scope: "row" }, filename(b.filename), b.kind === "globals" ? badge("globals", "muted") : "",
-    labels(b.labels), b.drift ? el("span", { className: "reason warn-text", dataset: { drift: "" } },
-      `Drift from ${b.drift.previous}: ${(b.drift.reasons || []).join("; ") || DASH}`) : ""),
+    labels(b.labels), drift(b)),
   cell("Created", when(b.created)),
   cell("Size", el("span", { className: "nowrap" },
     bytes(b.sizeBytes ?? null) === DASH ? (b.size || DASH) : bytes(b.sizeBytes))),
@@ -168,7 +146,7 @@ export async function targetView(name, params) {
           el("dt", {}, "cron (UTC)"), el("dd", {}, t.schedule || "not scheduled"),
           el("dt", {}, "next run"), el("dd", {}, utc(t.nextRun)),
           el("dt", {}, "stale after"), el("dd", {}, t.staleAfter ? duration(t.staleAfter * 1000) : DASH)),
-        createForm(name, t.kind)),
+        can("backups:create") ? createForm(name, t.kind) : ""),
       section("Retention", policyList(t.retention || plan?.policy), preview(plan)),
       section("Size and duration", sizeChart(trend))),
     section(`Backups (${backups ? backups.length : DASH})`,
@@ -177,5 +155,6 @@ export async function targetView(name, params) {
         : backups.length === 0 ? "" : table(`Backups of ${name}, newest first`,
           ["Backup", "Created", "Size", "Took", "Format", "Encryption", "Copies", "Pin", "Verification", "Actions"],
           backups.map((b) => backupRow(name, b, focus)), "backups"),
-      backups && !backups.length ? el("p", {}, "No backups yet. Create one above.") : ""));
+      backups && !backups.length
+        ? el("p", {}, can("backups:create") ? "No backups yet. Create one above." : "No backups yet.") : ""));
 }

@@ -2,6 +2,7 @@
 // only then replaces what is on screen, so a failed request leaves the last view standing.
 
 import { api, query } from "./api.js";
+import { canCancel } from "./access.js";
 import { cancel } from "./actions.js";
 import {
   DASH, badge, bytes, cell, duration, el, filename, section, select, sparkline, table, utc, when,
@@ -112,7 +113,7 @@ function jobRow(j, go, focus) {
     cell("Took", el("span", { className: "nowrap" }, took)),
     cell("By", j.createdBy || DASH),
     cell(what ? "Progress or cause" : null, what),
-    cell(null, live ? el("button", { type: "button", className: "secondary",
+    cell(null, live && canCancel(j.kind) ? el("button", { type: "button", className: "secondary",
       aria: { label: `Cancel job ${j.id}` }, on: { click: () => cancel(j.id).then(go) } }, "Cancel") : ""));
 }
 

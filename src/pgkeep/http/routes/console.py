@@ -25,7 +25,20 @@ _HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-cache",
 }
-_MODULES = ("app.js", "api.js", "shell.js", "ui.js", "views.js", "target.js", "actions.js")
+_MODULES = (
+    "app.js",
+    "api.js",
+    "access.js",
+    "shell.js",
+    "ui.js",
+    "views.js",
+    "target.js",
+    "badges.js",
+    "actions.js",
+    "tables.js",
+    "labels.js",
+    "keys.js",
+)
 _FILES = {name: "text/javascript" for name in _MODULES} | {"app.css": "text/css"}
 
 

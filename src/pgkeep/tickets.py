@@ -40,16 +40,23 @@ class TicketIssuer:
         self._used: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def issue(self, target: str, filename: str, sub: str) -> tuple[str, float]:
-        """A ticket for `filename` of `target`, and when it expires (epoch seconds)."""
+    def issue(self, target: str, filename: str, sub: str, key_id: str = "") -> tuple[str, float]:
+        """A ticket for `filename` of `target`, and when it expires (epoch seconds); with
+        `key_id`, asked for by that API key (checked again when the ticket is used)."""
         expires = self._clock() + self._ttl
         claims = {"t": target, "f": filename, "s": sub, "e": expires, "n": secrets.token_hex(12)}
+        if key_id:
+            claims["k"] = key_id
         payload = json.dumps(claims)
         body = _b64(payload.encode())
         return f"{body}.{_b64(self._sign(body))}", expires
 
     def redeem(self, ticket: str, target: str, filename: str) -> str:
         """Use a ticket for `filename` of `target`; whom it was issued to, else AuthError."""
+        return self.redeem_as(ticket, target, filename)[0]
+
+    def redeem_as(self, ticket: str, target: str, filename: str) -> tuple[str, str]:
+        """As `redeem`: whom it was issued to, and the API key that asked ("" for a token)."""
         body, _, signature = ticket.partition(".")
         try:
             good = hmac.compare_digest(_unb64(signature), self._sign(body))
@@ -72,7 +79,7 @@ class TicketIssuer:
             expires = datetime.fromtimestamp(float(claims["e"]), UTC)
             if not self._redeem_once(str(claims["n"]), expires):
                 raise AuthError("used download ticket", "a ticket works once; ask for a new link")
-        return str(claims.get("s", ""))
+        return str(claims.get("s", "")), str(claims.get("k", ""))
 
     def _sign(self, body: str) -> bytes:
         return hmac.new(self._key, body.encode(), hashlib.sha256).digest()

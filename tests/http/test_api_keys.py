@@ -226,6 +226,7 @@ async def test_a_key_for_some_targets_sees_and_reaches_only_them(deployment: Dep
             headers=bearer(key),
         )  # fmt: skip
         twice = await api.get("/api/backup/list?target=crm&target=shop", headers=bearer(key))
+        every_twice = await api.get("/api/backup/list?target=crm&target=*", headers=bearer(key))
         reader = (await deployment.mint(name="reader", scopes=["backups:read"]))["key"]
         unscoped = await api.post("/api/backup/create?target=nosuch", headers=bearer(reader))
     assert (crm.status_code, ghost.status_code) == (403, 403)
@@ -237,7 +238,7 @@ async def test_a_key_for_some_targets_sees_and_reaches_only_them(deployment: Dep
     assert {b["target"] for b in every["backups"]} == {"shop"}
     assert [t["name"] for t in targets["targets"]] == ["shop"]
     assert targets["defaultTarget"] is None  # without ?target= it reaches nothing: named none
-    assert twice.status_code == 400
+    assert (twice.status_code, every_twice.status_code) == (400, 400)
     assert "more than once" in twice.json()["error"]
     # The scope is checked before the target is looked up: no list of targets in a 400.
     assert unscoped.status_code == 403
@@ -390,18 +391,22 @@ async def test_failed_attempts_are_limited_per_address_before_any_hashing(
             for _ in range(apikeys.MAX_FAILURES_PER_ADDRESS)
         ]
         hashed.clear()
+        guess = "pgk_" + "0" * 16 + "_" + "A" * 43
+        unknown = await attacker.get("/api/keys/self", headers=bearer(guess))
+        assert hashed == []  # an unknown id from this address: refused before any hashing
         blocked = await attacker.get("/api/keys/self", headers=bearer(wrong))
-        blocked_good = await attacker.get("/api/keys/self", headers=bearer(good))
-        assert hashed == []  # refused before any hashing
-        # The same key's id was attacked, but this client failed never: it gets in.
+        # The key's id is not secret: failures against it never lock its owner out, even
+        # from the guesser's address (one proxy in front of everyone).
+        correct = await attacker.get("/api/keys/self", headers=bearer(good))
         fine = await ci.get("/api/keys/self", headers=bearer(good))
         deployment.clock.now += apikeys.WINDOW + timedelta(seconds=1)
-        later = await attacker.get("/api/keys/self", headers=bearer(good))
+        later = await attacker.get("/api/keys/self", headers=bearer(wrong))
     assert answers == [401] * apikeys.MAX_FAILURES_PER_ADDRESS
-    assert (blocked.status_code, blocked_good.status_code) == (429, 429)
+    assert (unknown.status_code, blocked.status_code) == (429, 429)
     assert blocked.headers["retry-after"] == "60"
+    assert correct.status_code == 200
     assert fine.status_code == 200
-    assert later.status_code == 200
+    assert later.status_code == 401
 
 
 async def test_the_secret_is_written_nowhere(
@@ -418,6 +423,9 @@ async def test_the_secret_is_written_nowhere(
         await api.get(f"/api/backup/list?target=shop&{key}=1", headers=bearer(key))  # as a name
         await api.get(f"/api/backup/download/{key}?target=shop", headers=deployment.owner)
         await api.delete(f"/api/backup/{key}.sql?target=shop", headers=deployment.owner)
+        await api.delete(  # as a request id (a sane token otherwise: echoed, logged, audited)
+            f"/api/backup/{NAME}?target=shop", headers={**bearer(key), "X-Request-Id": key[:64]}
+        )
     assert created.status_code == 200
     assert refused.status_code == 403
     secret = key.rsplit("_", 1)[1]
@@ -491,3 +499,56 @@ async def test_a_keys_audit_pages_hold_its_targets_entries_only(
     assert len(expected) >= 6
     assert [e for p in pages for e in p["entries"]] == expected
     assert {p["total"] for p in pages} == {len(expected)}
+
+
+async def test_a_download_link_a_key_asked_for_dies_with_the_key_and_is_audited_as_it(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    async with deployment.client() as api:
+        made = await api.post("/api/backup/create?target=shop", headers=deployment.owner)
+        name = made.json()["filename"]
+        keys = [
+            await deployment.mint(name=n, scopes=["backups:download"], targets=["shop"])
+            for n in ("dl-revoked", "dl-kept")
+        ]
+        links = [
+            (
+                await api.post(
+                    f"/api/backup/download-link/{name}?target=shop", headers=bearer(k["key"])
+                )
+            ).json()["url"]
+            for k in keys
+        ]
+        await api.delete(f"/api/keys/{keys[0]['id']}", headers=deployment.owner)
+        dead = await api.get(links[0])
+        alive = await api.get(links[1])
+    assert dead.status_code == 401
+    assert "revoked" in dead.json()["details"]
+    assert alive.status_code == 200
+    entries = [_json(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    downloads = [
+        e for e in entries if e.get("action") == "download" and e.get("result") == "succeeded"
+    ]
+    assert [(e["who"], e["via"], e.get("apiKeyId")) for e in downloads] == [
+        ("dl-kept", "key", keys[1]["id"])
+    ]
+
+
+async def test_a_key_revokes_only_what_it_could_have_minted(deployment: Deployment) -> None:
+    manager = await deployment.mint(
+        name="manager", scopes=["keys:manage", "backups:read"], targets=["shop"]
+    )
+    wider = await deployment.mint(name="wider", scopes=["backups:delete"], targets=["shop"])
+    nowhere = await deployment.mint(name="nowhere", scopes=["backups:read"], targets=[])
+    async with deployment.client() as api:
+        as_manager = bearer(manager["key"])
+        body = {"name": "deputy", "scopes": ["keys:manage", "backups:read"]}
+        deputy = (await api.post("/api/keys", json=body, headers=as_manager)).json()
+        answers = {
+            "wider": await api.delete(f"/api/keys/{wider['id']}", headers=as_manager),
+            "nowhere": await api.delete(f"/api/keys/{nowhere['id']}", headers=as_manager),
+            "minter": await api.delete(f"/api/keys/{manager['id']}", headers=bearer(deputy["key"])),
+            "deputy": await api.delete(f"/api/keys/{deputy['id']}", headers=as_manager),
+        }
+    statuses = {name: a.status_code for name, a in answers.items()}
+    assert statuses == {"wider": 403, "nowhere": 403, "minter": 403, "deputy": 200}

@@ -109,3 +109,24 @@ async def test_a_repeat_after_the_backup_was_deleted_does_not_answer_it(
     assert again.status_code == 404
     assert "deleted since" in again.json()["error"]
     assert _dumps(backup_dir) == []
+
+
+async def test_repeats_waiting_for_one_dump_leave_the_server_answering(
+    api: httpx.AsyncClient, auth: dict[str, str], database: str, backup_dir: Path
+) -> None:
+    """45 repeats of one Idempotency-Key, each waiting for the same dump (held back by a
+    lock), had each taken a worker thread: every other request (token checks, /readyz)
+    waited for the dump. They wait without one now."""
+    once = {**auth, "Idempotency-Key": "flood"}
+    with table_locked(database):
+        waiting = [asyncio.create_task(api.post(CREATE, headers=once)) for _ in range(45)]
+        await asyncio.to_thread(wait_for_pg_dump_waiting, database)
+        await asyncio.sleep(1)
+        jobs = await asyncio.wait_for(api.get("/api/backup/jobs", headers=auth), 10)
+        ready = await asyncio.wait_for(api.get("/readyz"), 10)
+        assert not any(task.done() for task in waiting)
+    answers = await asyncio.gather(*waiting)
+    assert (jobs.status_code, ready.status_code) == (200, 200)
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.json()["filename"] for a in answers}) == 1
+    assert len(_dumps(backup_dir)) == 1

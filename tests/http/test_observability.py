@@ -72,7 +72,7 @@ async def test_metrics_failed_backup_counts(
 
 
 async def test_metrics_can_require_a_token_or_a_network(
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., Settings], auth: dict[str, str]
 ) -> None:
     token_app = create_app(make_settings(metrics_token="m" * 40))
     net_app = create_app(make_settings(metrics_allow="10.0.0.0/8"))
@@ -85,6 +85,8 @@ async def test_metrics_can_require_a_token_or_a_network(
             if app is token_app:
                 ok = await api.get("/metrics", headers={"Authorization": "Bearer " + "m" * 40})
                 assert ok.status_code == 200
+                owner = await api.get("/metrics", headers=auth)  # an OWNER token opens it too
+                assert owner.status_code == 200
 
 
 async def test_readyz_turns_503_when_the_database_stops_and_200_when_it_returns(

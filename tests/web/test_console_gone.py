@@ -5,7 +5,6 @@ lists the backup, for download, verify or restore."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import httpx
@@ -14,9 +13,7 @@ from playwright.sync_api import Browser, expect
 from pgkeep.throwaway.cluster import ThrowawayCluster
 from tests.conftest import SECRET
 from tests.test_serve_process import _token, serving
-from tests.web.test_console import WIDE, _both_widths, _no_serious_violations, browser
-
-__all__ = ["browser"]  # the module's browser fixture, shared with the console's tests
+from tests.web.conftest import SIGN_IN, WIDE, both_widths, no_serious_violations
 
 
 def test_console_shows_a_dropped_databases_target_as_gone_with_its_backups(
@@ -45,7 +42,7 @@ def test_console_shows_a_dropped_databases_target_as_gone_with_its_backups(
         problems: list[str] = []
         page.on("pageerror", lambda e: problems.append(str(e)))
         page.goto("/")
-        page.get_by_label(re.compile("API token")).fill(token)
+        page.get_by_label(SIGN_IN).fill(token)
         page.get_by_role("button", name="Sign in").click()
         row = page.locator(f'#view [data-view="overview"] tr[data-target="{target}"]')
         expect(row).to_have_attribute("data-status", "gone")
@@ -54,7 +51,9 @@ def test_console_shows_a_dropped_databases_target_as_gone_with_its_backups(
         page.goto(f"/#/targets/{target}")
         item = page.locator(f'#view [data-view="target"] [data-backup="{backup}"]')
         expect(item).to_be_visible()
-        _both_widths(page, "gone")
-        _no_serious_violations(page)
+        expect(page.locator("#view [data-gone]")).to_be_visible()
+        expect(page.locator("#create")).to_have_count(0)  # nothing new can be backed up
+        both_widths(page, "gone")
+        no_serious_violations(page)
         page.close()
     assert problems == []

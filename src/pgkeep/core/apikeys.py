@@ -140,28 +140,42 @@ class ApiKeys:
         return record, key
 
     def authenticate(self, key: str, address: str) -> Credential:
-        """The credential of a valid key; Busy when this client failed too often (checked
-        before any hashing), else AuthError for an unknown, forged, revoked or expired key."""
+        """The credential of a valid key; else AuthError (unknown, forged, revoked, expired),
+        or Busy for a client past its failures. An unknown id from an address past its
+        failures is refused before any hashing; a known key's secret is always compared
+        (one SHA-256) and a correct one accepted whatever the counts: key ids are not
+        secret, so counting failures against an id would let anyone lock its key out."""
         parts = split(key)
         key_id = parts[0] if parts else "-"
         now = self._clock()
         by_address, by_key, mine = self._attempts.counts(address, key_id, now - WINDOW)
         busy = Busy("too many failed API key attempts", "try again later", int(WINDOW.seconds))
-        if mine and by_key >= MAX_FAILURES_PER_KEY:
-            raise busy
         record = self._store.get(key_id) if parts else None
-        # An address past its failures (guessers, maybe behind the same proxy as everyone)
-        # gets no more tries, except with the id of a key that never failed: a correct
-        # key is never refused for another client's failures.
-        if by_address >= MAX_FAILURES_PER_ADDRESS and (record is None or by_key > 0):
+        if record is not None and not self._genuine(record):
+            record = None
+        if record is None and by_address >= MAX_FAILURES_PER_ADDRESS:
             raise busy
         good = hmac.compare_digest(digest(key), record.digest if record else _DUMMY)
-        if record is None or not good or not self._genuine(record):
+        if record is None or not good:
             self._attempts.fail(address, key_id, now)
+            over = by_address >= MAX_FAILURES_PER_ADDRESS or (
+                mine and by_key >= MAX_FAILURES_PER_KEY
+            )
+            if over:
+                raise busy
             raise AuthError("invalid API key", "unknown key")
         self._check_standing(record, now)
         if record.last_used_at is None or now - record.last_used_at >= TOUCH_EVERY:
             self._store.touch(key_id, now)
+        return credential_of(record)
+
+    def standing(self, key_id: str) -> Credential:
+        """The credential of the key `key_id` if it still stands (a download ticket it asked
+        for is used later); AuthError if it was revoked, expired or is gone since."""
+        record = self._store.get(key_id) if _ID.fullmatch(key_id) else None
+        if record is None or not self._genuine(record):
+            raise AuthError("invalid download ticket", "the API key that asked for it is gone")
+        self._check_standing(record, self._clock())
         return credential_of(record)
 
     def _check_standing(self, record: ApiKey, now: datetime) -> None:
@@ -198,9 +212,29 @@ class ApiKeys:
         record = self._store.get(key_id) if _ID.fullmatch(key_id) else None
         if record is None or not self._genuine(record):
             raise NotFound(f"API key {key_id[:32]!r} not found")
-        if creator.targets is not None and not _subset(record.targets, creator.targets):
+        if creator.targets is not None and not (
+            record.targets and _subset(record.targets, creator.targets)
+        ):
             raise Forbidden("access denied", "this API key cannot revoke keys for other targets")
+        if creator.kind == "key":  # as minting: only keys that can do no more than it
+            if not set(record.scopes) <= creator.scopes:
+                raise Forbidden(
+                    "access denied", "a key revokes only keys with a subset of its scopes"
+                )
+            if record.id != creator.key_id and record.id in self._ancestors(creator.key_id):
+                raise Forbidden("access denied", "a key cannot revoke the key that minted it")
         self._store.revoke(key_id, self._clock())
+
+    def _ancestors(self, key_id: str) -> set[str]:
+        """The keys up the chain that minted `key_id`."""
+        found: set[str] = set()
+        record = self._store.get(key_id)
+        while record is not None and record.parent and record.parent not in found:
+            found.add(record.parent)
+            if len(found) > MAX_CHAIN:
+                break
+            record = self._store.get(record.parent)
+        return found
 
     def _genuine(self, record: ApiKey) -> bool:
         signer_id, _, mac = record.mac.partition(":")

@@ -15,8 +15,7 @@ from pgkeep.runtime import Runtime
 def service_for(request: Request, credential: Credential, target: str | None) -> BackupService:
     """The target's service, for a caller already authenticated."""
     runtime: Runtime = request.app.state.runtime
-    if len(request.query_params.getlist("target")) > 1:
-        raise InvalidInput("?target= given more than once", "name one target")
+    one_target(request)
     if credential.targets is None:
         return runtime.service(target)
     if target is not None:
@@ -29,6 +28,13 @@ def service_for(request: Request, credential: Credential, target: str | None) ->
         raise Forbidden("access denied", "this API key is not for that target") from None
     credential.require_target(service.target)
     return service
+
+
+def one_target(request: Request) -> None:
+    """A request naming ?target= more than once is refused (the router takes the last, the
+    audit would have recorded another)."""
+    if len(request.query_params.getlist("target")) > 1:
+        raise InvalidInput("?target= given more than once", "name one target")
 
 
 def visible(request: Request, target: str) -> bool:

@@ -35,7 +35,7 @@ def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
             text = bytes(value).decode("latin-1")
-            if _GOOD_ID.fullmatch(text):
+            if _GOOD_ID.fullmatch(text) and API_KEY_PREFIX not in text:  # never a key
                 return text
     return secrets.token_hex(8)
 

@@ -96,9 +96,14 @@ async def require_download_access(request: Request) -> Actor:
         issuer: TicketIssuer = request.app.state.tickets
         # An unknown ?target= is a ticket for nothing here: 401, naming no target.
         target = request.app.state.target_of(request.query_params.get("target")) or ""
-        sub = issuer.redeem(ticket, target, request.path_params.get("filename", ""))
-        # The ticket is the permission, bound to one file of one target, whoever asked for it.
-        request.state.credential = credential = Credential("owner", sub)
+        sub, key_id = issuer.redeem_as(ticket, target, request.path_params.get("filename", ""))
+        # The ticket is the permission, bound to one file of one target. One an API key
+        # asked for is used as that key, if it still stands (not revoked or expired since).
+        credential = Credential("owner", sub)
+        if key_id:
+            keys: ApiKeys = request.app.state.api_keys
+            credential = await run_in_threadpool(keys.standing, key_id)
+        request.state.credential = credential
         return actor_of(request, credential)
     token = _bearer(request)
     if token is None:

@@ -41,9 +41,11 @@ class _Scrape(Collector):
             name: GaugeMetricFamily(f"pgkeep_{name}", text, labels=["target"])
             for name, text in _GAUGES.items()
         }
+        rehearsed: dict[str, dict[int, bool]] = {}
         for target, service in self._runtime.services.items():
             try:  # one target's unreadable store never hides the others' metrics
                 values = {**_values(service), "store_readable": 1.0}
+                rehearsed[target] = _rehearsals(service)
             except PgkeepError as exc:
                 logger.warning("metrics of %s: %s", target, exc.message)
                 values = {"store_readable": 0.0}
@@ -55,8 +57,8 @@ class _Scrape(Collector):
             "Whether the newest upgrade rehearsal into each major restored (1) or not (0)",
             labels=["target", "major"],
         )
-        for target, service in self._runtime.services.items():
-            for major, ok in _rehearsals(service).items():
+        for target, by_major in rehearsed.items():
+            for major, ok in by_major.items():
                 rehearsals.add_metric([target, str(major)], 1.0 if ok else 0.0)
         if rehearsals.samples:
             yield rehearsals
@@ -163,14 +165,22 @@ class Metrics:
             self.check_token(request)
 
     def check_token(self, request: Request) -> None:
-        """AuthError unless the request carries PGKEEP_METRICS_TOKEN (set) as a bearer token."""
+        """AuthError unless the request carries PGKEEP_METRICS_TOKEN (set) or an OWNER token
+        as a bearer token (never an API key: keys are narrower than the fleet's metrics)."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if (
-            self._token is None
-            or scheme.lower() != "bearer"
-            or not hmac.compare_digest(token.encode(), self._token.encode())
+            self._token is not None
+            and scheme.lower() == "bearer"
+            and hmac.compare_digest(token.encode(), self._token.encode())
         ):
-            raise AuthError("metrics need PGKEEP_METRICS_TOKEN as a bearer token")
+            return
+        if scheme.lower() == "bearer" and token and not token.startswith("pgk_"):
+            try:
+                request.app.state.verifier.verify(token)
+                return
+            except AuthError:
+                pass
+        raise AuthError("metrics need PGKEEP_METRICS_TOKEN or an OWNER token as a bearer token")
 
 
 @router.get("/metrics")

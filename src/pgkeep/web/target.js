@@ -146,7 +146,9 @@ export async function targetView(name, params) {
           el("dt", {}, "cron (UTC)"), el("dd", {}, t.schedule || "not scheduled"),
           el("dt", {}, "next run"), el("dd", {}, utc(t.nextRun)),
           el("dt", {}, "stale after"), el("dd", {}, t.staleAfter ? duration(t.staleAfter * 1000) : DASH)),
-        can("backups:create") ? createForm(name, t.kind) : ""),
+        t.gone ? el("p", { className: "reason", dataset: { gone: "" } },
+          "Its database is gone: nothing new is backed up. These backups stay until deleted.")
+          : can("backups:create") ? createForm(name, t.kind) : ""),
       section("Retention", policyList(t.retention || plan?.policy), preview(plan)),
       section("Size and duration", sizeChart(trend))),
     section(`Backups (${backups ? backups.length : DASH})`,

@@ -20,7 +20,7 @@ from pgkeep.core.jobs import Job
 from pgkeep.core.service import BackupService, Download
 from pgkeep.errors import PgkeepError
 from pgkeep.http import ranges
-from pgkeep.http.access import service_for
+from pgkeep.http.access import one_target, service_for
 from pgkeep.http.auth import (
     Caller,
     Deleter,
@@ -125,6 +125,7 @@ def list_backups(
     """Newest first. With ?target=*, every target's backups, each with its `target`; with
     ?label=KEY=VALUE (repeatable), only the backups carrying every such label."""
     runtime = request.app.state.runtime
+    one_target(request)
     wanted = [labels.parse_filter(text) for text in label or ()]
     if target != ALL_TARGETS:
         service = service_for(request, credential, target)
@@ -261,7 +262,8 @@ def restore_backup(
 @router.post("/download-link/{filename:path}", response_model=DownloadLinkResponse)
 def download_link(filename: str, request: Request, actor: Downloader, service: Service) -> Any:
     backup = service.catalog.grant_download(filename, actor)
-    ticket, expires = request.app.state.tickets.issue(service.target, backup.name, actor.who)
+    tickets = request.app.state.tickets
+    ticket, expires = tickets.issue(service.target, backup.name, actor.who, actor.key_id)
     target = urlencode({"target": service.target})
     return DownloadLinkResponse(
         url=f"/api/backup/download/{backup.name}?{target}&ticket={ticket}",

@@ -4,9 +4,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from pgkeep.core import labels
 from pgkeep.core.credentials import Credential
@@ -38,6 +41,7 @@ router = APIRouter(
     ),
 )
 MAX_WAIT_SECONDS = 600
+POLL_SECONDS = 0.2  # how often a waiting create looks at its job
 WaitSeconds = Annotated[
     int | None,
     Query(
@@ -68,7 +72,7 @@ IdempotencyKey = Annotated[
         **ACCEPTED,
     },
 )
-def create_backup(
+async def create_backup(
     request: Request,
     actor: Creator,
     service: Service,
@@ -77,6 +81,9 @@ def create_backup(
     wait: WaitSeconds = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Any:
+    """Async, so a request waiting for its backup holds no worker thread: 45 repeats of one
+    Idempotency-Key, each waiting for the same dump, had taken every thread (key and token
+    checks, /readyz and every other request stopped until the dump ended)."""
     given = body or CreateRequest()
     options = given.options(service.creating.defaults)
     chosen = labels.checked(given.labels or {})
@@ -85,16 +92,31 @@ def create_backup(
         return service.start_create(options, actor, chosen)
 
     if idempotency_key is None:
-        job = start()
+        job = await run_in_threadpool(start)
     else:
-        job = _once(request, check_key(idempotency_key), body, start)
+        key = check_key(idempotency_key)
+        job = await run_in_threadpool(_once, request, key, body, start)
     if wait is not None:  # ?wait= takes precedence over ?async=true
-        job = service.jobs.wait(job.id, timeout=wait)
+        job = await _finished(service, job, float(wait))
         if not job.status.finished:
             return accepted(job)
     elif wants_async(request, run_async):
         return accepted(job)
-    return CreateResponse.of(_created(service, job))
+    else:
+        job = await _finished(service, job, None)
+    return CreateResponse.of(await run_in_threadpool(_created, service, job))
+
+
+async def _finished(service: BackupService, job: Job, timeout: float | None) -> Job:
+    """The job once finished, or as it is when `timeout` runs out; polled on the event loop
+    (a look at this process's own jobs is a dict's; another's, a read of the board)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not job.status.finished:
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(POLL_SECONDS)
+        job = await run_in_threadpool(service.jobs.get, job.id)
+    return job
 
 
 def _once(request: Request, key: str, body: CreateRequest | None, start: Any) -> Job:

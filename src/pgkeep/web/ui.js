@@ -182,5 +182,5 @@ export function sizeChart(trend) {
       ...bars,
       line.length > 1 ? svg("polyline", { class: "duration", points: line.join(" ") }) : ""),
     el("figcaption", {}, el("span", { className: "key size" }, "size"), " ",
-      maxMs ? el("span", { className: "key duration" }, "duration") : "", " ", words));
+      maxMs ? el("span", { className: "key duration" }, "duration") : "", el("br"), `${words}.`));
 }

@@ -80,6 +80,10 @@ class Creating:
             record.filename, record.size_bytes = backup.name, backup.size_bytes
             drifted = backup.manifest.drift if backup.manifest else None
             record.drift = "; ".join(drifted.reasons()) if drifted else ""
+            if drifted:
+                logger.warning(
+                    "drift target=%s backup=%s: %s", self.target, backup.name, record.drift
+                )
             held = self._automatic_pins() if drifted else 0
             if held >= drift.MAX_AUTOMATIC_PINS:  # a flapping database cannot fill the store
                 record.drift += (

@@ -125,10 +125,12 @@ class Proving:
         selecting.check(selection, backup, replace)
         restore_rules.check(self.rules, backup, database, replace, confirm)
         if not replace and self.restorers.target.exists(database):
-            raise Conflict(
+            whole = "choose a new name, or replace it (--replace --confirm NAME, or " + (
+                '"replace": true with "confirm" repeating the name)'
+            )
+            raise Conflict(  # a table-level restore never replaces: a new name only
                 f"database {database!r} already exists",
-                "choose a new name, or replace it (--replace --confirm NAME, or "
-                '"replace": true with "confirm" repeating the name)',
+                "choose a new name" if selection else whole,
             )
         return backup
 
